@@ -1,0 +1,275 @@
+// Connection I/O, dispatch and life cycle.
+//
+// Rules enforced here (MQTT 3.1.1):
+// - The first packet must be CONNECT (MQTT-3.1.0-1); a second CONNECT is a protocol violation
+//   (MQTT-3.1.0-2). Any other violation or malformed packet closes the connection (MQTT-4.8.0-1)
+//   without an answer.
+// - A client silent for 1.5x its Keep Alive is disconnected (MQTT-3.1.2-24); its will is
+//   published because the loss was not a DISCONNECT (MQTT-3.1.2-8).
+// - Packets only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are violations from a
+//   client.
+#include "node/connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "node/broker.h"
+#include "node/worker.h"
+
+namespace meshmq {
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+// Bytes read from one socket per loop iteration, so one busy client can't starve the others.
+constexpr size_t kMaxReadPerIteration = 1 << 20;
+// An empty output buffer larger than this is given back, so idle connections stay small.
+constexpr size_t kMaxIdleOutputCapacity = 64 * 1024;
+
+}  // namespace
+
+Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, std::string peer,
+                       absl::Time now)
+    : broker_(broker),
+      worker_(worker),
+      fd_(fd),
+      id_(id),
+      peer_(std::move(peer)),
+      accepted_at_(now),
+      last_received_(now) {}
+
+Connection::~Connection() { close(fd_); }
+
+SessionOwner Connection::owner() const { return SessionOwner{worker_, id_}; }
+
+void Connection::OnReadable() {
+  thread_local char buffer[kReadChunk];
+  size_t total = 0;
+  while (state_ != State::kClosing && total < kMaxReadPerIteration) {
+    ssize_t n = read(fd_, buffer, sizeof(buffer));
+    if (n > 0) {
+      total += static_cast<size_t>(n);
+      last_received_ = absl::Now();
+      in_.append(buffer, static_cast<size_t>(n));
+      ProcessInput();
+      if (static_cast<size_t>(n) < sizeof(buffer)) break;
+      continue;
+    }
+    if (n == 0) {
+      Close("connection closed by client", true);
+      return;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    Close(absl::StrCat("read error: ", std::strerror(errno)), true);
+    return;
+  }
+}
+
+void Connection::ProcessInput() {
+  const size_t max_packet_size = broker_->config().max_packet_size;
+  while (state_ != State::kClosing) {
+    std::string_view data(in_.data() + in_offset_, in_.size() - in_offset_);
+    codec::Frame frame = codec::ParseFrame(data, max_packet_size);
+    if (frame.status == codec::Frame::Status::kIncomplete) break;
+    if (frame.status == codec::Frame::Status::kMalformed) {
+      broker_->counters().packets_malformed.Increment();
+      Close("malformed remaining length", true);
+      return;
+    }
+    if (frame.status == codec::Frame::Status::kTooLarge) {
+      broker_->counters().packets_too_large.Increment();
+      Close(absl::StrCat("packet of ", frame.total_size(), " bytes exceeds --max_packet_size"),
+            true);
+      return;
+    }
+    HandlePacket(frame.first_byte, data.substr(frame.header_size, frame.remaining_length));
+    in_offset_ += frame.total_size();
+  }
+  if (in_offset_ == in_.size()) {
+    in_.clear();
+    in_offset_ = 0;
+    if (in_.capacity() > kMaxIdleOutputCapacity) in_.shrink_to_fit();
+  } else if (in_offset_ > kReadChunk) {
+    in_.erase(0, in_offset_);
+    in_offset_ = 0;
+  }
+}
+
+void Connection::ProtocolViolation(std::string_view what) {
+  broker_->counters().packets_malformed.Increment();
+  Close(what, true);
+}
+
+void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
+  const auto type = static_cast<codec::PacketType>(first_byte >> 4);
+  if (state_ == State::kAwaitingConnect && type != codec::PacketType::kConnect) {
+    ProtocolViolation("first packet is not CONNECT");
+    return;
+  }
+  if (state_ == State::kConnected && type == codec::PacketType::kConnect) {
+    ProtocolViolation("second CONNECT on a connection");
+    return;
+  }
+  codec::DecodeResult result = codec::Decode(first_byte, body, version_);
+  if (auto* error = std::get_if<codec::DecodeError>(&result)) {
+    if (type == codec::PacketType::kConnect &&
+        error->reason_code == codec::reason::kUnsupportedProtocolVersion) {
+      RefuseConnect(codec::connack::kUnacceptableProtocolVersion, error->what);
+      return;
+    }
+    broker_->counters().packets_malformed.Increment();
+    Close(error->what, true);
+    return;
+  }
+  codec::Packet& packet = std::get<codec::Packet>(result);
+  std::visit(
+      [this](auto& p) {
+        using T = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<T, codec::Connect>) {
+          HandleConnect(p);
+        } else if constexpr (std::is_same_v<T, codec::Publish>) {
+          HandlePublish(p);
+        } else if constexpr (std::is_same_v<T, codec::Ack>) {
+          HandleAck(p);
+        } else if constexpr (std::is_same_v<T, codec::Subscribe>) {
+          HandleSubscribe(p);
+        } else if constexpr (std::is_same_v<T, codec::Unsubscribe>) {
+          HandleUnsubscribe(p);
+        } else if constexpr (std::is_same_v<T, codec::Pingreq>) {
+          Send(codec::Pingresp{});
+        } else if constexpr (std::is_same_v<T, codec::Disconnect>) {
+          will_.reset();  // MQTT-3.14.4-3: a DISCONNECT discards the will
+          Close("client disconnected", false);
+        } else {
+          ProtocolViolation("client sent a packet only a server may send");
+        }
+      },
+      packet);
+}
+
+void Connection::Send(const codec::Packet& packet) {
+  codec::Encode(packet, version_, &out_);
+  if (!write_marked_) {
+    write_marked_ = true;
+    worker_->MarkForWrite(this);
+  }
+}
+
+void Connection::WriteOutgoing(const Outgoing& outgoing) {
+  if (outgoing.kind == Outgoing::Kind::kPubrel) {
+    codec::Encode(codec::Ack{codec::PacketType::kPubrel, outgoing.packet_id}, version_, &out_);
+  } else {
+    const Message& m = *outgoing.queued.message;
+    codec::EncodePublish(m.topic, m.payload, outgoing.queued.qos, outgoing.queued.retain,
+                         outgoing.dup, outgoing.packet_id, nullptr, version_, &out_);
+    worker_->mutable_stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!write_marked_) {
+    write_marked_ = true;
+    worker_->MarkForWrite(this);
+  }
+}
+
+void Connection::DeliverPending() {
+  if (state_ != State::kConnected || !session_) return;
+  // A reader that does not keep up stops taking messages: they wait in the session queue,
+  // whose limit then decides what is dropped.
+  if (output_pending() > broker_->config().max_output_buffer) return;
+  thread_local std::vector<Outgoing> batch;
+  batch.clear();
+  session_->TakeSendable(owner(), broker_->config().max_inflight, &batch);
+  for (const Outgoing& outgoing : batch) WriteOutgoing(outgoing);
+  batch.clear();
+}
+
+void Connection::FlushOutput() {
+  write_marked_ = false;
+  while (out_offset_ < out_.size()) {
+    ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
+    if (n > 0) {
+      out_offset_ += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!write_armed_) {
+        write_armed_ = true;
+        worker_->SetWritable(this, true);
+      }
+      return;
+    }
+    if (state_ != State::kClosing) {
+      Close(absl::StrCat("write error: ", std::strerror(errno)), true);
+    }
+    out_.clear();
+    out_offset_ = 0;
+    return;
+  }
+  out_.clear();
+  out_offset_ = 0;
+  if (out_.capacity() > kMaxIdleOutputCapacity) out_.shrink_to_fit();
+  if (write_armed_) {
+    write_armed_ = false;
+    worker_->SetWritable(this, false);
+  }
+}
+
+void Connection::OnWritable() {
+  FlushOutput();
+  // The buffer drained: messages held back for a slow reader may flow again.
+  if (output_pending() == 0) DeliverPending();
+}
+
+void Connection::OnTick(absl::Time now) {
+  if (state_ == State::kAwaitingConnect) {
+    if (now - accepted_at_ > broker_->config().connect_timeout) {
+      broker_->counters().connect_timeouts.Increment();
+      Close("no CONNECT within --connect_timeout", false);
+    }
+    return;
+  }
+  if (state_ == State::kConnected && keep_alive_ > 0 &&
+      now - last_received_ > absl::Milliseconds(1500) * keep_alive_) {
+    broker_->counters().keepalive_timeouts.Increment();
+    Close("keepalive timeout", true);
+  }
+}
+
+void Connection::Close(std::string_view reason, bool publish_will) {
+  if (state_ == State::kClosing) return;
+  const bool was_connected = state_ == State::kConnected;
+  state_ = State::kClosing;
+  if (was_connected && publish_will && will_) {
+    auto message = std::make_shared<Message>();
+    message->topic = std::move(will_->topic);
+    message->payload = std::move(will_->payload);
+    message->qos = will_->qos;
+    message->retain = will_->retain;
+    will_.reset();
+    broker_->counters().wills_published.Increment();
+    broker_->Publish(message);
+  }
+  if (session_) {
+    if (std::shared_ptr<Session> ended = broker_->sessions().Detach(session_, owner())) {
+      broker_->DiscardSession(ended);
+    }
+    session_.reset();
+  }
+  // Let already-queued output (a refusing CONNACK) reach the client before the fd goes.
+  if (output_pending() > 0) FlushOutput();
+  shutdown(fd_, SHUT_RDWR);
+  if (broker_->config().log_connections) {
+    std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n", client_id_.c_str(),
+                 peer_.c_str(), static_cast<int>(reason.size()), reason.data());
+  }
+  worker_->ScheduleClose(this);
+}
+
+}  // namespace meshmq

@@ -1,0 +1,58 @@
+// Counters a node exposes (under $SYS/broker/counters/ now, Prometheus later). Every limit that
+// can be hit has one, so an operator can see why messages or connections went missing.
+//
+// THREADING: plain relaxed atomics, written from every worker. The per-message counters
+// (received/sent) are kept per worker instead (see Worker::Stats) to keep the publish path free
+// of shared cache lines.
+#ifndef MESHMQ_NODE_COUNTERS_H_
+#define MESHMQ_NODE_COUNTERS_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace meshmq {
+
+class Counter {
+ public:
+  void Increment(uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  uint64_t value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+struct Counters {
+  Counter packets_malformed;
+  Counter packets_too_large;
+  Counter connections_refused_max;
+  Counter messages_dropped_queue_full;
+  Counter messages_dropped_output_buffer;
+  Counter connect_timeouts;
+  Counter keepalive_timeouts;
+  Counter publish_denied;
+  Counter subscribe_denied;
+  Counter auth_failures;
+  Counter takeovers;
+  Counter wills_published;
+
+  // Calls fn(name, value) for each counter, in a stable order.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const {
+    fn("packets_malformed", packets_malformed.value());
+    fn("packets_too_large", packets_too_large.value());
+    fn("connections_refused_max", connections_refused_max.value());
+    fn("messages_dropped_queue_full", messages_dropped_queue_full.value());
+    fn("messages_dropped_output_buffer", messages_dropped_output_buffer.value());
+    fn("connect_timeouts", connect_timeouts.value());
+    fn("keepalive_timeouts", keepalive_timeouts.value());
+    fn("publish_denied", publish_denied.value());
+    fn("subscribe_denied", subscribe_denied.value());
+    fn("auth_failures", auth_failures.value());
+    fn("takeovers", takeovers.value());
+    fn("wills_published", wills_published.value());
+  }
+};
+
+}  // namespace meshmq
+
+#endif  // MESHMQ_NODE_COUNTERS_H_

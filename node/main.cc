@@ -1,0 +1,146 @@
+// meshmqd: the meshmq node.
+//
+//   meshmqd [--flags]                          run a node
+//   meshmqd passwd [-c] [-b] [-D] FILE USER [PASSWORD]
+//                                              manage a Mosquitto-format password file
+//
+// SIGTERM and SIGINT stop the node gracefully; SIGHUP reloads --password_file and --acl_file.
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "node/broker.h"
+#include "node/passwd_command.h"
+
+ABSL_FLAG(std::string, mqtt_listen, "0.0.0.0:1883", "MQTT listener, HOST:PORT (port 0: any)");
+ABSL_FLAG(std::string, data_dir, "./data", "Directory for the node's data (created if missing)");
+ABSL_FLAG(std::string, node_id, "", "This node's name in the cluster (default: host name)");
+ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
+ABSL_FLAG(std::string, password_file, "", "Mosquitto-format password file (mosquitto_passwd)");
+ABSL_FLAG(std::string, acl_file, "", "Mosquitto-format ACL file");
+ABSL_FLAG(bool, allow_anonymous, true, "Accept clients that send no username");
+ABSL_FLAG(bool, log_connections, false, "Log every connect and disconnect to stderr");
+ABSL_FLAG(uint64_t, max_packet_size, 16 << 20,
+          "Largest packet accepted from a client, in bytes; larger ones close the connection");
+ABSL_FLAG(uint64_t, max_inflight, 20, "Outgoing QoS 1/2 messages awaiting ack, per client");
+ABSL_FLAG(uint64_t, max_queued_messages, 1000,
+          "Messages queued per session for an offline or slow client; then the oldest QoS 0, "
+          "else the oldest message, is dropped");
+ABSL_FLAG(uint64_t, max_connections, 50000, "Connections accepted at once; more are closed");
+ABSL_FLAG(uint64_t, max_output_buffer, 16 << 20,
+          "Bytes buffered for a client that reads slowly before its messages wait in the queue");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
+          "Time a new connection has to send CONNECT");
+ABSL_FLAG(absl::Duration, sys_interval, absl::Seconds(10),
+          "How often $SYS topics are published (0: never)");
+
+namespace {
+
+// Lets the node use as many descriptors as the system allows it, so --max_connections is the
+// limit that applies rather than a default soft limit of 1024.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+meshmq::BrokerConfig ConfigFromFlags() {
+  meshmq::BrokerConfig config;
+  config.mqtt_listen = absl::GetFlag(FLAGS_mqtt_listen);
+  config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.node_id = absl::GetFlag(FLAGS_node_id);
+  if (config.node_id.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof(host) - 1);
+    config.node_id = host;
+  }
+  config.workers = absl::GetFlag(FLAGS_workers);
+  config.password_file = absl::GetFlag(FLAGS_password_file);
+  config.acl_file = absl::GetFlag(FLAGS_acl_file);
+  config.allow_anonymous = absl::GetFlag(FLAGS_allow_anonymous);
+  config.log_connections = absl::GetFlag(FLAGS_log_connections);
+  config.max_packet_size = absl::GetFlag(FLAGS_max_packet_size);
+  config.max_inflight = absl::GetFlag(FLAGS_max_inflight);
+  config.max_queued_messages = absl::GetFlag(FLAGS_max_queued_messages);
+  config.max_connections = absl::GetFlag(FLAGS_max_connections);
+  config.max_output_buffer = absl::GetFlag(FLAGS_max_output_buffer);
+  config.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  config.sys_interval = absl::GetFlag(FLAGS_sys_interval);
+  return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "passwd") == 0) {
+    return meshmq::RunPasswdCommand(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  absl::SetProgramUsageMessage(
+      "meshmq node.\n  meshmqd [--flags]\n  meshmqd passwd [-c] [-b] [-D] FILE USER [PASSWORD]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "meshmqd: unexpected argument '%s' (see --help)\n", rest[1]);
+    return 2;
+  }
+  meshmq::BrokerConfig config = ConfigFromFlags();
+  if (config.max_inflight == 0 || config.max_inflight > 65535) {
+    std::fprintf(stderr, "meshmqd: --max_inflight must be between 1 and 65535\n");
+    return 2;
+  }
+  if (config.max_packet_size < 2) {
+    std::fprintf(stderr, "meshmqd: --max_packet_size must be at least 2\n");
+    return 2;
+  }
+  RaiseFileLimit();
+
+  // Signals are taken by this thread alone (sigwait below); the workers inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  meshmq::Broker broker(config);
+  if (absl::Status status = broker.Start(); !status.ok()) {
+    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    return 1;
+  }
+  std::string host = config.mqtt_listen.substr(0, config.mqtt_listen.rfind(':'));
+  std::fprintf(stderr, "meshmqd: node %s, %zu workers, data in %s\n", config.node_id.c_str(),
+               broker.workers().size(), config.data_dir.c_str());
+  std::fprintf(stderr, "meshmqd: listening on mqtt %s:%d\n", host.c_str(), broker.mqtt_port());
+
+  while (true) {
+    int signal_number = 0;
+    if (sigwait(&signals, &signal_number) != 0) continue;
+    if (signal_number == SIGHUP) {
+      absl::Status status = broker.ReloadAuth();
+      std::fprintf(stderr, "meshmqd: SIGHUP: %s\n",
+                   status.ok() ? "reloaded password and ACL files"
+                               : absl::StrCat("reload failed, keeping the old files: ",
+                                              status.message())
+                                     .c_str());
+      continue;
+    }
+    std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));
+    break;
+  }
+  broker.Stop();
+  std::fprintf(stderr, "meshmqd: stopped\n");
+  return 0;
+}

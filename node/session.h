@@ -1,0 +1,170 @@
+// A client's session: the state the standard says outlives a network connection when Clean
+// Session is 0 (MQTT-3.1.2-4): its subscriptions, the QoS 1/2 messages waiting for it, the
+// outbound messages in flight and the inbound QoS 2 packet ids awaiting PUBREL.
+//
+// THREADING: a Session is shared. Publishers on any worker call Enqueue(); everything else is
+// called by the worker that owns the session's current connection. All state is guarded by mu_;
+// no method calls out while holding it except the trie updates noted below, so lock order is
+// always Session::mu_ -> TopicTrie lock. Delivery hands off to the owner through its worker's
+// queue: Enqueue returns the owner to wake and the owner drains with TakeSendable().
+#ifndef MESHMQ_NODE_SESSION_H_
+#define MESHMQ_NODE_SESSION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "node/counters.h"
+#include "node/message.h"
+
+namespace meshmq {
+
+class Worker;
+
+// Where a session's connection lives: the worker thread and the connection's id on it.
+struct SessionOwner {
+  Worker* worker = nullptr;
+  uint64_t connection_id = 0;
+  bool operator==(const SessionOwner& o) const {
+    return worker == o.worker && connection_id == o.connection_id;
+  }
+};
+
+// One message on its way to this session, at the QoS it is delivered with.
+struct QueuedMessage {
+  MessagePtr message;
+  uint8_t qos = 0;
+  bool retain = false;  // the RETAIN flag as delivered (1 only for retained-on-subscribe)
+};
+
+// What the owner must put on the wire.
+struct Outgoing {
+  enum class Kind { kPublish, kPubrel };
+  Kind kind = Kind::kPublish;
+  QueuedMessage queued;  // for kPublish
+  uint16_t packet_id = 0;
+  bool dup = false;
+};
+
+class Session {
+ public:
+  Session(std::string client_id, bool clean_session);
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const std::string& client_id() const { return client_id_; }
+  // A clean session ends with its connection; a new Session object replaces it on each CONNECT.
+  bool clean_session() const { return clean_session_; }
+
+  // --- Any thread -------------------------------------------------------------------------
+  // Queues `queued` for delivery. A QoS 0 message for an offline session is not kept
+  // (MQTT-3.1.2-5 asks only for QoS 1 and 2). When the queue holds `max_queued` messages, the
+  // oldest QoS 0 message goes first, else the oldest message (counted in `counters`). Returns
+  // the owner to wake when the owner has no flush scheduled yet.
+  std::optional<SessionOwner> Enqueue(QueuedMessage queued, size_t max_queued, Counters* counters);
+
+  // The username the session's current connection authenticated with, for ACL read checks.
+  std::optional<std::string> username() const;
+
+  // --- Owner thread -----------------------------------------------------------------------
+  // Makes `owner` the session's connection. Returns the previous owner, if one was attached:
+  // that connection is being taken over and must be closed.
+  std::optional<SessionOwner> Attach(SessionOwner owner, std::optional<std::string> username);
+  // Detaches whatever connection owns the session and returns it (for a takeover that ends the
+  // session).
+  std::optional<SessionOwner> ReleaseOwner();
+  // Detaches `owner` if it still owns the session. Returns true if it did.
+  bool Detach(const SessionOwner& owner);
+  bool IsOwner(const SessionOwner& owner) const;
+  bool online() const;
+
+  // Everything in flight, for resending after a reconnect (MQTT-4.4.0-1): PUBLISH with DUP=1
+  // for messages awaiting PUBACK or PUBREC, PUBREL for those awaiting PUBCOMP, in send order.
+  std::vector<Outgoing> InflightForResend() const;
+  // Moves queued messages into flight while the window allows (`max_inflight` QoS 1/2
+  // messages), assigning packet ids, and appends what to send to `out`. Only the owner gets
+  // anything; clears the scheduled-flush mark.
+  void TakeSendable(const SessionOwner& owner, size_t max_inflight, std::vector<Outgoing>* out);
+
+  // Outbound acknowledgements (MQTT-4.3). Return false for an unknown packet id.
+  bool OnPuback(uint16_t packet_id);
+  bool OnPubrec(uint16_t packet_id);  // QoS 2 step 1: now awaiting PUBCOMP
+  bool OnPubcomp(uint16_t packet_id);
+
+  // Inbound QoS 2 (MQTT-4.3.3, method B): a packet id is remembered from PUBLISH until PUBREL,
+  // and a PUBLISH with a remembered id is not delivered again. Returns true if `packet_id` is new.
+  bool RememberInboundQos2(uint16_t packet_id);
+  void ForgetInboundQos2(uint16_t packet_id);
+
+  // Subscriptions, filter -> granted QoS. The trie is the routing index; this is the session's
+  // own record, used to remove it from the trie and, later, to persist it.
+  // Records the subscription unless the session was discarded. Returns false if discarded.
+  template <typename Fn>
+  bool AddSubscription(const std::string& filter, uint8_t qos, Fn&& insert_into_trie) {
+    absl::MutexLock lock(&mu_);
+    if (discarded_) return false;
+    subscriptions_[filter] = qos;
+    insert_into_trie();
+    return true;
+  }
+  template <typename Fn>
+  bool RemoveSubscription(const std::string& filter, Fn&& erase_from_trie) {
+    absl::MutexLock lock(&mu_);
+    if (subscriptions_.erase(filter) == 0) return false;
+    erase_from_trie();
+    return true;
+  }
+  // Marks the session dead and calls fn(filter) for each subscription, under the lock, so no
+  // subscription can be added after. Used when a clean session ends or is replaced.
+  template <typename Fn>
+  void Discard(Fn&& erase_filter_from_trie) {
+    absl::MutexLock lock(&mu_);
+    discarded_ = true;
+    for (const auto& [filter, qos] : subscriptions_) erase_filter_from_trie(filter);
+    subscriptions_.clear();
+    pending_.clear();
+    inflight_.clear();
+  }
+  std::map<std::string, uint8_t> subscriptions() const;
+
+  size_t queued_count() const;
+  size_t inflight_count() const;
+
+ private:
+  struct Inflight {
+    uint16_t packet_id = 0;
+    QueuedMessage queued;
+    bool awaiting_pubcomp = false;  // QoS 2 after PUBREC
+  };
+
+  uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::deque<Inflight>::iterator FindInflight(uint16_t packet_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string client_id_;
+  const bool clean_session_;
+
+  mutable absl::Mutex mu_;
+  std::optional<SessionOwner> owner_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::string> username_ ABSL_GUARDED_BY(mu_);
+  bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
+  bool discarded_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<QueuedMessage> pending_ ABSL_GUARDED_BY(mu_);
+  size_t pending_qos0_ ABSL_GUARDED_BY(mu_) = 0;  // lets a full queue skip the QoS 0 scan
+  std::deque<Inflight> inflight_ ABSL_GUARDED_BY(mu_);  // in send order
+  absl::flat_hash_set<uint16_t> inflight_ids_ ABSL_GUARDED_BY(mu_);
+  uint16_t last_packet_id_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<uint16_t> inbound_qos2_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, uint8_t> subscriptions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace meshmq
+
+#endif  // MESHMQ_NODE_SESSION_H_

@@ -1,0 +1,127 @@
+#include "node/worker.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "node/broker.h"
+#include "node/connection.h"
+
+namespace meshmq {
+namespace {
+
+// Connection ids are unique across the node, so a stale id posted to a worker can never
+// address a newer connection that reused the same fd.
+std::atomic<uint64_t> next_connection_id{1};
+
+// How often a worker checks keepalive and CONNECT deadlines.
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+
+}  // namespace
+
+Worker::Worker(Broker* broker, int index) : broker_(broker), index_(index) {}
+
+Worker::~Worker() {
+  Stop();
+  Join();
+}
+
+void Worker::Start() {
+  thread_ = std::thread([this] {
+    thread_id_ = std::this_thread::get_id();
+    loop_.Run(this, kTick);
+    // Shut down: every connection goes, without wills.
+    for (auto& [id, connection] : connections_) connection->Close("broker shutting down", false);
+    OnIterationEnd();
+  });
+}
+
+void Worker::Stop() { loop_.Stop(); }
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::AdoptSocket(int fd, std::string peer) {
+  Post([this, fd, peer = std::move(peer)]() mutable {
+    uint64_t id = next_connection_id.fetch_add(1);
+    auto connection = std::make_unique<Connection>(broker_, this, fd, id, std::move(peer),
+                                                   absl::Now());
+    if (!loop_.Add(fd, id, EPOLLIN | EPOLLRDHUP)) {
+      connection->Close("epoll registration failed", false);
+    }
+    stats_.connections.fetch_add(1, std::memory_order_relaxed);
+    connections_.emplace(id, std::move(connection));
+  });
+}
+
+void Worker::RequestFlush(uint64_t connection_id) {
+  if (InWorkerThread()) {
+    flush_requests_.push_back(connection_id);
+    return;
+  }
+  Post([this, connection_id] { flush_requests_.push_back(connection_id); });
+}
+
+void Worker::Kick(uint64_t connection_id) {
+  Post([this, connection_id] {
+    if (Connection* connection = Find(connection_id)) {
+      connection->Close("client id taken over by a new connection", true);
+    }
+  });
+}
+
+void Worker::MarkForWrite(Connection* connection) { to_write_.push_back(connection->id()); }
+
+void Worker::ScheduleClose(Connection* connection) { to_close_.push_back(connection->id()); }
+
+void Worker::SetWritable(Connection* connection, bool want_write) {
+  loop_.Modify(connection->fd(), connection->id(),
+               EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : 0));
+}
+
+Connection* Worker::Find(uint64_t connection_id) {
+  auto it = connections_.find(connection_id);
+  return it == connections_.end() ? nullptr : it->second.get();
+}
+
+void Worker::OnIo(uint64_t token, uint32_t events) {
+  Connection* connection = Find(token);
+  if (connection == nullptr || connection->closing()) return;
+  if (events & EPOLLOUT) connection->OnWritable();
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) connection->OnReadable();
+}
+
+void Worker::OnIterationEnd() {
+  // Flush requests may add output and closes; output may fail and add closes; so this order.
+  for (size_t i = 0; i < flush_requests_.size(); ++i) {
+    if (Connection* connection = Find(flush_requests_[i])) connection->DeliverPending();
+  }
+  flush_requests_.clear();
+  for (size_t i = 0; i < to_write_.size(); ++i) {
+    if (Connection* connection = Find(to_write_[i])) connection->FlushOutput();
+  }
+  to_write_.clear();
+  for (size_t i = 0; i < to_close_.size(); ++i) {
+    auto it = connections_.find(to_close_[i]);
+    if (it == connections_.end()) continue;
+    loop_.Remove(it->second->fd());
+    connections_.erase(it);
+    stats_.connections.fetch_sub(1, std::memory_order_relaxed);
+    broker_->RemoveConnection();
+  }
+  to_close_.clear();
+}
+
+void Worker::OnTick(absl::Time now) {
+  for (auto& [id, connection] : connections_) connection->OnTick(now);
+  if (index_ == 0 && broker_->config().sys_interval > absl::ZeroDuration() &&
+      now >= next_sys_publish_) {
+    broker_->PublishSysTopics();
+    next_sys_publish_ = now + broker_->config().sys_interval;
+  }
+  OnIterationEnd();
+}
+
+}  // namespace meshmq

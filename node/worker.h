@@ -1,0 +1,86 @@
+// A worker: one thread, one epoll loop, and the connections it owns for life (FlashMQ's
+// threadloop). Other threads reach a worker only through Post(); each cross-thread request below
+// is a posted task.
+//
+// THREADING: Post, AdoptSocket, RequestFlush, Kick and Stop may be called from any thread;
+// everything else runs on the worker's own thread.
+#ifndef MESHMQ_NODE_WORKER_H_
+#define MESHMQ_NODE_WORKER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "node/event_loop.h"
+
+namespace meshmq {
+
+class Broker;
+class Connection;
+
+class Worker : public EventLoop::Handler {
+ public:
+  // Per-worker message counters: only this worker writes them, so they cost no shared cache line.
+  struct Stats {
+    std::atomic<uint64_t> messages_received{0};
+    std::atomic<uint64_t> messages_sent{0};
+    std::atomic<uint64_t> connections{0};
+  };
+
+  Worker(Broker* broker, int index);
+  ~Worker() override;
+
+  int index() const { return index_; }
+  const Stats& stats() const { return stats_; }
+  Stats& mutable_stats() { return stats_; }
+
+  // --- Any thread ---
+  void Start();
+  // Closes every connection (without wills: the clients did nothing wrong) and ends the loop.
+  void Stop();
+  void Join();
+  void Post(EventLoop::Task task) { loop_.Post(std::move(task)); }
+  // Takes ownership of an accepted, non-blocking socket.
+  void AdoptSocket(int fd, std::string peer);
+  // Asks the owner of `connection_id` to move its session's queued messages onto the wire.
+  // Requests on the worker's own thread are batched until the end of the loop iteration.
+  void RequestFlush(uint64_t connection_id);
+  // Closes `connection_id` because another connection took its client id over.
+  void Kick(uint64_t connection_id);
+  bool InWorkerThread() const { return std::this_thread::get_id() == thread_id_; }
+
+  // --- Worker thread ---
+  // Output is written once per loop iteration, however many packets were queued.
+  void MarkForWrite(Connection* connection);
+  // The connection is destroyed at the end of the iteration, after its last output.
+  void ScheduleClose(Connection* connection);
+  void SetWritable(Connection* connection, bool want_write);
+
+  // EventLoop::Handler
+  void OnIo(uint64_t token, uint32_t events) override;
+  void OnIterationEnd() override;
+  void OnTick(absl::Time now) override;
+
+ private:
+  Connection* Find(uint64_t connection_id);
+
+  Broker* const broker_;
+  const int index_;
+  EventLoop loop_;
+  std::thread thread_;
+  std::thread::id thread_id_;
+  Stats stats_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::vector<uint64_t> flush_requests_;
+  std::vector<uint64_t> to_write_;
+  std::vector<uint64_t> to_close_;
+  absl::Time next_sys_publish_ = absl::InfinitePast();
+};
+
+}  // namespace meshmq
+
+#endif  // MESHMQ_NODE_WORKER_H_
