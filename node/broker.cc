@@ -46,7 +46,9 @@ absl::StatusOr<std::shared_ptr<const AuthConfig>> Broker::LoadAuth() const {
 absl::Status Broker::ReloadAuth() {
   absl::StatusOr<std::shared_ptr<const AuthConfig>> auth = LoadAuth();
   if (!auth.ok()) return auth.status();
+  const bool acl_enabled = (*auth)->acl.has_value();
   std::atomic_store(&auth_, *std::move(auth));
+  acl_enabled_.store(acl_enabled, std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -125,10 +127,9 @@ void Broker::Publish(const MessagePtr& message) {
                   matches.end());
   }
 
-  std::shared_ptr<const AuthConfig> auth;
-  if (std::atomic_load(&auth_)->acl) auth = std::atomic_load(&auth_);
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
   for (const SubscriberRef& ref : matches) {
-    if (auth && !auth->acl->CheckTopic(ref.session->username(), ref.session->client_id(),
+    if (auth && auth->acl && !auth->acl->CheckTopic(ref.session->username(), ref.session->client_id(),
                                        message->topic, auth::AclFile::Access::kRead)) {
       continue;
     }

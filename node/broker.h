@@ -65,6 +65,11 @@ class Broker {
   TopicTrie<SubscriberRef>& subscriptions() { return subscriptions_; }
   RetainedStore& retained() { return retained_; }
   std::shared_ptr<const AuthConfig> auth() const { return std::atomic_load(&auth_); }
+  // The ACL in force, or null. Cheap when there is none: std::atomic_load of a shared_ptr takes
+  // a lock in libstdc++, which the publish path should not pay for nothing.
+  std::shared_ptr<const AuthConfig> auth_if_acl() const {
+    return acl_enabled_.load(std::memory_order_acquire) ? auth() : nullptr;
+  }
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   absl::Time started_at() const { return started_at_; }
 
@@ -91,6 +96,7 @@ class Broker {
   TopicTrie<SubscriberRef> subscriptions_;
   RetainedStore retained_;
   std::shared_ptr<const AuthConfig> auth_;  // accessed with std::atomic_load/store
+  std::atomic<bool> acl_enabled_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<Acceptor> acceptor_;
   int mqtt_port_ = 0;
