@@ -179,9 +179,14 @@ void Connection::WriteOutgoing(const Outgoing& outgoing) {
 
 void Connection::DeliverPending() {
   if (state_ != State::kConnected || !session_) return;
-  // A reader that does not keep up stops taking messages: they wait in the session queue,
-  // whose limit then decides what is dropped.
-  if (output_pending() > broker_->config().max_output_buffer) return;
+  // A reader that does not keep up gets no more QoS 0 messages until its buffer drains (they
+  // are at most once: dropping them is allowed); QoS 1 and 2 wait in the session queue, whose
+  // limit then decides what goes.
+  if (output_pending() > broker_->config().max_output_buffer) {
+    size_t dropped = session_->DropQueuedQos0(owner());
+    if (dropped > 0) broker_->counters().messages_dropped_output_buffer.Increment(dropped);
+    return;
+  }
   thread_local std::vector<Outgoing> batch;
   batch.clear();
   session_->TakeSendable(owner(), broker_->config().max_inflight, &batch);

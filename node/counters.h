@@ -26,6 +26,7 @@ struct Counters {
   Counter packets_too_large;
   Counter connections_refused_max;
   Counter messages_dropped_queue_full;
+  Counter messages_dropped_output_buffer;
   Counter connect_timeouts;
   Counter keepalive_timeouts;
   Counter publish_denied;
@@ -41,6 +42,7 @@ struct Counters {
     fn("packets_too_large", packets_too_large.value());
     fn("connections_refused_max", connections_refused_max.value());
     fn("messages_dropped_queue_full", messages_dropped_queue_full.value());
+    fn("messages_dropped_output_buffer", messages_dropped_output_buffer.value());
     fn("connect_timeouts", connect_timeouts.value());
     fn("keepalive_timeouts", keepalive_timeouts.value());
     fn("publish_denied", publish_denied.value());

@@ -69,8 +69,8 @@ bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) 
   return erased;
 }
 
-void RetainedStore::MatchFrom(const Node& node, std::string_view filter, size_t begin,
-                              bool at_root, std::vector<MessagePtr>* out) {
+void RetainedStore::MatchFrom(const Node& node, std::string_view filter, size_t begin, bool at_root,
+                              std::vector<MessagePtr>* out) {
   size_t next;
   const std::string_view level = NextLevel(filter, begin, &next);
   if (level == "#") {

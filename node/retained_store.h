@@ -47,8 +47,7 @@ class RetainedStore {
 
   // Appends every retained message whose topic matches `filter` (same rules as TopicMatches, '$'
   // rule included) to out, in no particular order. An invalid filter matches nothing.
-  void Match(std::string_view filter, std::vector<MessagePtr>* out) const
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void Match(std::string_view filter, std::vector<MessagePtr>* out) const ABSL_LOCKS_EXCLUDED(mu_);
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 

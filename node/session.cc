@@ -116,6 +116,20 @@ void Session::TakeSendable(const SessionOwner& owner, size_t max_inflight,
   }
 }
 
+size_t Session::DropQueuedQos0(const SessionOwner& owner) {
+  absl::MutexLock lock(&mu_);
+  if (!owner_ || !(*owner_ == owner)) return 0;
+  flush_scheduled_ = false;
+  const size_t dropped = pending_qos0_;
+  if (dropped > 0) {
+    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
+                                  [](const QueuedMessage& m) { return m.qos == 0; }),
+                   pending_.end());
+    pending_qos0_ = 0;
+  }
+  return dropped;
+}
+
 uint16_t Session::NextPacketId() {
   // Packet ids in use must not be reused until acknowledged (MQTT-2.3.1-2); 0 is not valid.
   // The caller guarantees fewer than 65535 are in flight (max_inflight is far below that).

@@ -94,6 +94,10 @@ class Session {
   // anything; clears the scheduled-flush mark.
   void TakeSendable(const SessionOwner& owner, size_t max_inflight, std::vector<Outgoing>* out);
 
+  // Drops the queued QoS 0 messages (their reader is too slow to take them) and clears the
+  // scheduled-flush mark so the next message wakes the owner again. Returns how many.
+  size_t DropQueuedQos0(const SessionOwner& owner);
+
   // Outbound acknowledgements (MQTT-4.3). Return false for an unknown packet id.
   bool OnPuback(uint16_t packet_id);
   bool OnPubrec(uint16_t packet_id);  // QoS 2 step 1: now awaiting PUBCOMP

@@ -56,7 +56,8 @@ class TopicTrie {
   // Calls fn(const std::string& key, const Value& value) once per subscription whose filter
   // matches `topic`, under the shared lock: fn must be quick and must not call back into the trie.
   // The same key may be reported several times if several of its filters match (the caller
-  // merges). `topic` should be a valid topic name; an empty one matches nothing.
+  // merges). The key and value references are valid only during the call. `topic` should be a
+  // valid topic name; an empty one matches nothing.
   template <typename Fn>
   void Match(std::string_view topic, Fn&& fn) const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -130,8 +131,7 @@ class TopicTrie {
   }
 
   // Removes (filter from `begin`, key) below `node` and prunes the children it empties.
-  static bool EraseFrom(Node* node, std::string_view filter, size_t begin,
-                        const std::string& key) {
+  static bool EraseFrom(Node* node, std::string_view filter, size_t begin, const std::string& key) {
     size_t next;
     const std::string_view level = NextLevel(filter, begin, &next);
     if (level == "#") return node->multi.erase(key) > 0;

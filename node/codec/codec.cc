@@ -9,9 +9,10 @@
 // - MQTT-1.5.3-2: a UTF-8 Encoded String must not contain U+0000.
 // - MQTT-1.5.3-3: U+FEFF is an ordinary character, never stripped. Control characters and
 //   non-characters are only a SHOULD NOT for senders, so they are accepted.
+#include "node/codec/codec.h"
+
 #include <cstring>
 
-#include "node/codec/codec.h"
 #include "node/codec/wire.h"
 
 namespace meshmq::codec {

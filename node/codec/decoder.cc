@@ -160,8 +160,8 @@ Error ReadProperties(Reader& r, Properties* properties) {
       case PropertyType::kStringPair: {
         std::string_view key;
         std::string_view value;
-        if (Error e = ReadUtf8(p, &key, "user property truncated",
-                               "user property is not valid UTF-8")) {
+        if (Error e =
+                ReadUtf8(p, &key, "user property truncated", "user property is not valid UTF-8")) {
           return e;
         }
         if (Error e = ReadUtf8(p, &value, "user property truncated",
@@ -282,7 +282,7 @@ Error DecodePublish(uint8_t flags, Reader& r, ProtocolVersion version, Publish& 
   publish.qos = (flags >> 1) & 0x03;
   publish.dup = flags & 0x08;
   publish.retain = flags & 0x01;
-  if (publish.qos == 3) return Malformed("PUBLISH QoS 3");            // MQTT-3.3.1-4
+  if (publish.qos == 3) return Malformed("PUBLISH QoS 3");                // MQTT-3.3.1-4
   if (publish.dup && publish.qos == 0) return Malformed("DUP on QoS 0");  // MQTT-3.3.1-2
   std::string_view topic;
   if (Error e = ReadUtf8(r, &topic, "topic name truncated", "topic name is not valid UTF-8")) {
@@ -323,8 +323,8 @@ Error DecodeSubscribe(Reader& r, ProtocolVersion version, Subscribe& subscribe) 
   while (!r.empty()) {
     std::string_view filter;
     uint8_t options = 0;
-    if (Error e = ReadUtf8(r, &filter, "topic filter truncated",
-                           "topic filter is not valid UTF-8")) {
+    if (Error e =
+            ReadUtf8(r, &filter, "topic filter truncated", "topic filter is not valid UTF-8")) {
       return e;
     }
     if (!r.ReadByte(&options)) return Malformed("subscription options missing");
@@ -370,8 +370,8 @@ Error DecodeUnsubscribe(Reader& r, ProtocolVersion version, Unsubscribe& unsubsc
   }
   while (!r.empty()) {
     std::string_view filter;
-    if (Error e = ReadUtf8(r, &filter, "topic filter truncated",
-                           "topic filter is not valid UTF-8")) {
+    if (Error e =
+            ReadUtf8(r, &filter, "topic filter truncated", "topic filter is not valid UTF-8")) {
       return e;
     }
     unsubscribe.filters.emplace_back(filter);
@@ -440,8 +440,7 @@ DecodeResult Decode(uint8_t first_byte, std::string_view body, ProtocolVersion v
     case PacketType::kConnack:
       return DecodeAs<Connack>(r, [&](Connack& p) { return DecodeConnack(r, version, p); });
     case PacketType::kPublish:
-      return DecodeAs<Publish>(r,
-                               [&](Publish& p) { return DecodePublish(flags, r, version, p); });
+      return DecodeAs<Publish>(r, [&](Publish& p) { return DecodePublish(flags, r, version, p); });
     case PacketType::kPuback:
     case PacketType::kPubrec:
     case PacketType::kPubrel:
@@ -451,8 +450,7 @@ DecodeResult Decode(uint8_t first_byte, std::string_view body, ProtocolVersion v
         return DecodeAck(r, version, p);
       });
     case PacketType::kSubscribe:
-      return DecodeAs<Subscribe>(r,
-                                 [&](Subscribe& p) { return DecodeSubscribe(r, version, p); });
+      return DecodeAs<Subscribe>(r, [&](Subscribe& p) { return DecodeSubscribe(r, version, p); });
     case PacketType::kSuback:
       return DecodeAs<Suback>(r, [&](Suback& p) { return DecodeSuback(r, version, p); });
     case PacketType::kUnsubscribe:
@@ -465,8 +463,8 @@ DecodeResult Decode(uint8_t first_byte, std::string_view body, ProtocolVersion v
     case PacketType::kPingresp:
       return DecodeAs<Pingresp>(r, [](Pingresp&) { return Error(); });
     case PacketType::kDisconnect:
-      return DecodeAs<Disconnect>(
-          r, [&](Disconnect& p) { return DecodeDisconnect(r, version, p); });
+      return DecodeAs<Disconnect>(r,
+                                  [&](Disconnect& p) { return DecodeDisconnect(r, version, p); });
     case PacketType::kAuth:
       break;  // handled above
   }

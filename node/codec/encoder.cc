@@ -36,6 +36,7 @@ using wire::AppendFixedHeader;
 using wire::AppendLengthPrefixed;
 using wire::AppendUint16;
 using wire::AppendVarInt;
+using wire::ReserveFor;
 using wire::VarIntSize;
 
 constexpr uint8_t FirstByte(PacketType type, uint8_t flags = 0) {
@@ -57,13 +58,18 @@ size_t PropertyBlockSize(const Properties& properties) {
   return VarIntSize(size) + size;
 }
 
-void AppendProperties(const Properties& properties, std::string* out) {
-  AppendVarInt(PropertiesSize(properties), out);
+// `size` is PropertiesSize(properties), passed in where the caller already computed it.
+void AppendProperties(const Properties& properties, size_t size, std::string* out) {
+  AppendVarInt(size, out);
   for (const auto& [key, value] : properties.user_properties) {
     AppendByte(0x26, out);  // User Property
     AppendLengthPrefixed(key, out);
     AppendLengthPrefixed(value, out);
   }
+}
+
+void AppendProperties(const Properties& properties, std::string* out) {
+  AppendProperties(properties, PropertiesSize(properties), out);
 }
 
 void EncodeConnect(const Connect& connect, ProtocolVersion version, std::string* out) {
@@ -87,7 +93,7 @@ void EncodeConnect(const Connect& connect, ProtocolVersion version, std::string*
   if (connect.username) length += 2 + connect.username->size();
   if (connect.password) length += 2 + connect.password->size();
 
-  out->reserve(out->size() + 1 + VarIntSize(length) + length);
+  ReserveFor(1 + VarIntSize(length) + length, out);
   AppendFixedHeader(FirstByte(PacketType::kConnect), length, out);
   AppendLengthPrefixed(name, out);
   AppendByte(static_cast<uint8_t>(version), out);
@@ -106,8 +112,8 @@ void EncodeConnect(const Connect& connect, ProtocolVersion version, std::string*
 
 void EncodeConnack(const Connack& connack, ProtocolVersion version, std::string* out) {
   const bool v5 = version == ProtocolVersion::kV5;
-  const bool session_present = connack.session_present && connack.return_code == 0 &&
-                               version != ProtocolVersion::kV31;
+  const bool session_present =
+      connack.session_present && connack.return_code == 0 && version != ProtocolVersion::kV31;
   const size_t length = 2 + (v5 ? PropertyBlockSize(connack.properties) : 0);
   AppendFixedHeader(FirstByte(PacketType::kConnack), length, out);
   AppendByte(session_present ? 0x01 : 0x00, out);
@@ -136,7 +142,7 @@ void EncodeSubscribe(const Subscribe& subscribe, ProtocolVersion version, std::s
   const bool v5 = version == ProtocolVersion::kV5;
   size_t length = 2 + (v5 ? PropertyBlockSize(subscribe.properties) : 0);
   for (const SubscribeTopic& topic : subscribe.topics) length += 2 + topic.filter.size() + 1;
-  out->reserve(out->size() + 1 + VarIntSize(length) + length);
+  ReserveFor(1 + VarIntSize(length) + length, out);
   AppendFixedHeader(FirstByte(PacketType::kSubscribe, 0x02), length, out);
   AppendUint16(subscribe.packet_id, out);
   if (v5) AppendProperties(subscribe.properties, out);
@@ -154,11 +160,10 @@ void EncodeSubscribe(const Subscribe& subscribe, ProtocolVersion version, std::s
 
 // SUBACK and UNSUBACK: packet id, (v5) properties, one code per filter.
 void EncodeAckWithCodes(PacketType type, uint16_t packet_id, const std::vector<uint8_t>& codes,
-                        const Properties& properties, ProtocolVersion version,
-                        std::string* out) {
-  const size_t length = 2 + (version == ProtocolVersion::kV5
-                                 ? PropertyBlockSize(properties) + codes.size()
-                                 : (type == PacketType::kSuback ? codes.size() : 0));
+                        const Properties& properties, ProtocolVersion version, std::string* out) {
+  const size_t length =
+      2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(properties) + codes.size()
+                                           : (type == PacketType::kSuback ? codes.size() : 0));
   AppendFixedHeader(FirstByte(type), length, out);
   AppendUint16(packet_id, out);
   if (version == ProtocolVersion::kV5) AppendProperties(properties, out);
@@ -167,12 +172,11 @@ void EncodeAckWithCodes(PacketType type, uint16_t packet_id, const std::vector<u
   }
 }
 
-void EncodeUnsubscribe(const Unsubscribe& unsubscribe, ProtocolVersion version,
-                       std::string* out) {
+void EncodeUnsubscribe(const Unsubscribe& unsubscribe, ProtocolVersion version, std::string* out) {
   const bool v5 = version == ProtocolVersion::kV5;
   size_t length = 2 + (v5 ? PropertyBlockSize(unsubscribe.properties) : 0);
   for (const std::string& filter : unsubscribe.filters) length += 2 + filter.size();
-  out->reserve(out->size() + 1 + VarIntSize(length) + length);
+  ReserveFor(1 + VarIntSize(length) + length, out);
   AppendFixedHeader(FirstByte(PacketType::kUnsubscribe, 0x02), length, out);
   AppendUint16(unsubscribe.packet_id, out);
   if (v5) AppendProperties(unsubscribe.properties, out);
@@ -210,13 +214,13 @@ void EncodePublish(std::string_view topic, std::string_view payload, uint8_t qos
   if (dup && qos > 0) flags |= 0x08;
   if (retain) flags |= 0x01;
 
-  out->reserve(out->size() + 1 + VarIntSize(length) + length);
+  ReserveFor(1 + VarIntSize(length) + length, out);
   AppendFixedHeader(FirstByte(PacketType::kPublish, flags), length, out);
   AppendLengthPrefixed(topic, out);
   if (qos > 0) AppendUint16(packet_id, out);
   if (v5) {
     if (properties != nullptr) {
-      AppendProperties(*properties, out);
+      AppendProperties(*properties, properties_size, out);
     } else {
       AppendByte(0, out);
     }

@@ -7,6 +7,7 @@
 #ifndef MESHMQ_NODE_CODEC_WIRE_H_
 #define MESHMQ_NODE_CODEC_WIRE_H_
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -120,7 +121,9 @@ inline size_t PutVarInt(size_t value, char* dest) {
   return n;
 }
 
-inline void AppendByte(uint8_t value, std::string* out) { out->push_back(static_cast<char>(value)); }
+inline void AppendByte(uint8_t value, std::string* out) {
+  out->push_back(static_cast<char>(value));
+}
 
 inline void AppendUint16(uint16_t value, std::string* out) {
   const char bytes[2] = {static_cast<char>(value >> 8), static_cast<char>(value & 0xFF)};
@@ -138,6 +141,14 @@ inline void AppendLengthPrefixed(std::string_view value, std::string* out) {
   assert(value.size() <= 0xFFFF);
   AppendUint16(static_cast<uint16_t>(value.size()), out);
   out->append(value.data(), value.size());
+}
+
+// Makes room for `n` more bytes with one allocation at most. Growing to at least twice the
+// capacity keeps appending many packets to one buffer amortized O(1) on any standard library,
+// not only on those whose reserve() already rounds up.
+inline void ReserveFor(size_t n, std::string* out) {
+  const size_t needed = out->size() + n;
+  if (needed > out->capacity()) out->reserve(std::max(needed, 2 * out->capacity()));
 }
 
 // The fixed header: first byte and Remaining Length (MQTT-2.2).

@@ -262,3 +262,21 @@ TEST(SessionStoreTest, CleanTakeoverOfLiveCleanSession) {
 
 }  // namespace
 }  // namespace meshmq
+
+namespace meshmq {
+namespace {
+
+TEST(SessionTest, DropQueuedQos0KeepsQos1AndRearmsTheWakeUp) {
+  Session s("c", true);
+  Counters counters;
+  s.Attach(kOwnerA, std::nullopt);
+  EXPECT_TRUE(s.Enqueue(Queued("q0", 0), 100, &counters));
+  s.Enqueue(Queued("q1", 1), 100, &counters);
+  EXPECT_EQ(s.DropQueuedQos0(kOwnerB), 0u);  // only the owner may
+  EXPECT_EQ(s.DropQueuedQos0(kOwnerA), 1u);
+  EXPECT_EQ(s.queued_count(), 1u);
+  EXPECT_TRUE(s.Enqueue(Queued("q0-again", 0), 100, &counters));
+}
+
+}  // namespace
+}  // namespace meshmq
