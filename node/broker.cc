@@ -136,7 +136,7 @@ void Broker::Publish(const MessagePtr& message) {
     // Forwarded copies carry RETAIN=0 (MQTT-3.3.1-9) and QoS min(published, granted).
     std::optional<SessionOwner> wake =
         ref.session->Enqueue(QueuedMessage{message, std::min(message->qos, ref.qos), false},
-                             config_.max_queued_messages, &counters_);
+                             queue_limits(), &counters_);
     if (wake) wake->worker->RequestFlush(wake->connection_id);
   }
   matches.clear();

@@ -60,6 +60,9 @@ class Broker {
   // The MQTT listener's actual port (after binding port 0).
   int mqtt_port() const { return mqtt_port_; }
   const BrokerConfig& config() const { return config_; }
+  Session::Limits queue_limits() const {
+    return Session::Limits{config_.max_queued_messages, config_.max_inflight};
+  }
   Counters& counters() { return counters_; }
   SessionStore& sessions() { return sessions_; }
   TopicTrie<SubscriberRef>& subscriptions() { return subscriptions_; }

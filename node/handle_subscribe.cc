@@ -55,7 +55,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
         continue;
       }
       session_->Enqueue(QueuedMessage{message, std::min(message->qos, qos), true},
-                        broker_->config().max_queued_messages, &broker_->counters());
+                        broker_->queue_limits(), &broker_->counters());
     }
   }
   if (!granted.empty()) worker_->RequestFlush(id_);

@@ -8,21 +8,29 @@ namespace meshmq {
 Session::Session(std::string client_id, bool clean_session)
     : client_id_(std::move(client_id)), clean_session_(clean_session) {}
 
-std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, size_t max_queued,
+std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits& limits,
                                              Counters* counters) {
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
   if (!owner_ && queued.qos == 0) return std::nullopt;
-  if (max_queued > 0 && pending_.size() >= max_queued) {
-    // Make room: QoS 0 is the cheapest loss, so the oldest QoS 0 message goes first.
-    auto victim = pending_.begin();
-    if (pending_qos0_ > 0) {
-      victim = std::find_if(pending_.begin(), pending_.end(),
-                            [](const QueuedMessage& m) { return m.qos == 0; });
+  if (queued.qos > 0 && limits.max_queued > 0) {
+    size_t waiting = pending_.size() - pending_qos0_;
+    if (owner_) {
+      const size_t window_room =
+          limits.max_inflight > inflight_.size() ? limits.max_inflight - inflight_.size() : 0;
+      waiting = waiting > window_room ? waiting - window_room : 0;
     }
-    if (victim->qos == 0) --pending_qos0_;
-    pending_.erase(victim);
-    counters->messages_dropped_queue_full.Increment();
+    if (waiting >= limits.max_queued) {
+      // Make room: QoS 0 is the cheapest loss, so the oldest QoS 0 message goes first.
+      auto victim = pending_.begin();
+      if (pending_qos0_ > 0) {
+        victim = std::find_if(pending_.begin(), pending_.end(),
+                              [](const QueuedMessage& m) { return m.qos == 0; });
+      }
+      if (victim->qos == 0) --pending_qos0_;
+      pending_.erase(victim);
+      counters->messages_dropped_queue_full.Increment();
+    }
   }
   if (queued.qos == 0) ++pending_qos0_;
   pending_.push_back(std::move(queued));

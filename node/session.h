@@ -66,10 +66,18 @@ class Session {
 
   // --- Any thread -------------------------------------------------------------------------
   // Queues `queued` for delivery. A QoS 0 message for an offline session is not kept
-  // (MQTT-3.1.2-5 asks only for QoS 1 and 2). When the queue holds `max_queued` messages, the
-  // oldest QoS 0 message goes first, else the oldest message (counted in `counters`). Returns
-  // the owner to wake when the owner has no flush scheduled yet.
-  std::optional<SessionOwner> Enqueue(QueuedMessage queued, size_t max_queued, Counters* counters);
+  // (MQTT-3.1.2-5 asks only for QoS 1 and 2). The limit `max_queued` counts, as Mosquitto's
+  // does, the QoS 1/2 messages that wait: all of them while offline, those beyond the
+  // `max_inflight` window while online. QoS 0 to a live client is bounded by its output buffer
+  // instead (see Connection::DeliverPending). When a QoS 1/2 message finds the queue full, the
+  // oldest QoS 0 message goes first, else the oldest waiting message (counted in `counters`).
+  // Returns the owner to wake when the owner has no flush scheduled yet.
+  struct Limits {
+    size_t max_queued = 1000;
+    size_t max_inflight = 20;
+  };
+  std::optional<SessionOwner> Enqueue(QueuedMessage queued, const Limits& limits,
+                                      Counters* counters);
 
   // The username the session's current connection authenticated with, for ACL read checks.
   std::optional<std::string> username() const;

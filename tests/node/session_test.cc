@@ -35,9 +35,9 @@ std::vector<Outgoing> Take(Session& s, const SessionOwner& owner, size_t window 
 TEST(SessionTest, OfflineSessionKeepsQos1And2ButNotQos0) {
   Session s("c", false);
   Counters counters;
-  EXPECT_FALSE(s.Enqueue(Queued("zero", 0), 100, &counters));
-  EXPECT_FALSE(s.Enqueue(Queued("one", 1), 100, &counters));
-  EXPECT_FALSE(s.Enqueue(Queued("two", 2), 100, &counters));
+  EXPECT_FALSE(s.Enqueue(Queued("zero", 0), Session::Limits{100, 20}, &counters));
+  EXPECT_FALSE(s.Enqueue(Queued("one", 1), Session::Limits{100, 20}, &counters));
+  EXPECT_FALSE(s.Enqueue(Queued("two", 2), Session::Limits{100, 20}, &counters));
   EXPECT_EQ(s.queued_count(), 2u);
   s.Attach(kOwnerA, std::nullopt);
   std::vector<Outgoing> out = Take(s, kOwnerA);
@@ -53,19 +53,19 @@ TEST(SessionTest, EnqueueWakesTheOwnerOnceUntilItDrains) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  std::optional<SessionOwner> wake = s.Enqueue(Queued("a", 0), 100, &counters);
+  std::optional<SessionOwner> wake = s.Enqueue(Queued("a", 0), Session::Limits{100, 20}, &counters);
   ASSERT_TRUE(wake);
   EXPECT_EQ(*wake, kOwnerA);
-  EXPECT_FALSE(s.Enqueue(Queued("b", 0), 100, &counters));  // flush already scheduled
+  EXPECT_FALSE(s.Enqueue(Queued("b", 0), Session::Limits{100, 20}, &counters));  // flush already scheduled
   EXPECT_EQ(Take(s, kOwnerA).size(), 2u);
-  EXPECT_TRUE(s.Enqueue(Queued("c", 0), 100, &counters));  // drained: wake again
+  EXPECT_TRUE(s.Enqueue(Queued("c", 0), Session::Limits{100, 20}, &counters));  // drained: wake again
 }
 
 TEST(SessionTest, OnlyTheOwnerTakesMessages) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("a", 1), 100, &counters);
+  s.Enqueue(Queued("a", 1), Session::Limits{100, 20}, &counters);
   EXPECT_TRUE(Take(s, kOwnerB).empty());
   EXPECT_EQ(Take(s, kOwnerA).size(), 1u);
 }
@@ -74,22 +74,40 @@ TEST(SessionTest, FullQueueDropsOldestQos0First) {
   Session s("c", false);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("q1-a", 1), 3, &counters);
-  s.Enqueue(Queued("q0-a", 0), 3, &counters);
-  s.Enqueue(Queued("q0-b", 0), 3, &counters);
-  s.Enqueue(Queued("q1-b", 1), 3, &counters);  // full: q0-a goes
+  const Session::Limits limits{2, 0};  // no window: every QoS 1/2 message waits
+  s.Enqueue(Queued("q1-a", 1), limits, &counters);
+  s.Enqueue(Queued("q0-a", 0), limits, &counters);
+  s.Enqueue(Queued("q0-b", 0), limits, &counters);
+  s.Enqueue(Queued("q1-b", 1), limits, &counters);
+  EXPECT_EQ(counters.messages_dropped_queue_full.value(), 0u);
+  s.Enqueue(Queued("q1-c", 1), limits, &counters);  // full: q0-a goes
   EXPECT_EQ(counters.messages_dropped_queue_full.value(), 1u);
   std::vector<Outgoing> out = Take(s, kOwnerA);
-  ASSERT_EQ(out.size(), 3u);
+  ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(out[0].queued.message->payload, "q1-a");
   EXPECT_EQ(out[1].queued.message->payload, "q0-b");
   EXPECT_EQ(out[2].queued.message->payload, "q1-b");
+  EXPECT_EQ(out[3].queued.message->payload, "q1-c");
+}
+
+TEST(SessionTest, OnlineLimitCountsOnlyWhatWaitsBeyondTheWindow) {
+  Session s("c", false);
+  Counters counters;
+  s.Attach(kOwnerA, std::nullopt);
+  const Session::Limits limits{2, 3};
+  // A burst for a live client: 3 fit the window, 2 may wait, QoS 0 does not count.
+  for (int i = 0; i < 5; ++i) s.Enqueue(Queued(std::to_string(i), 1), limits, &counters);
+  for (int i = 0; i < 10; ++i) s.Enqueue(Queued("zero", 0), limits, &counters);
+  EXPECT_EQ(counters.messages_dropped_queue_full.value(), 0u);
+  s.Enqueue(Queued("5", 1), limits, &counters);  // a third waiting one: oldest QoS 0 goes
+  EXPECT_EQ(counters.messages_dropped_queue_full.value(), 1u);
+  EXPECT_EQ(s.queued_count(), 15u);
 }
 
 TEST(SessionTest, FullQueueWithoutQos0DropsOldest) {
   Session s("c", false);
   Counters counters;
-  for (int i = 0; i < 5; ++i) s.Enqueue(Queued(std::to_string(i), 1), 3, &counters);
+  for (int i = 0; i < 5; ++i) s.Enqueue(Queued(std::to_string(i), 1), Session::Limits{3, 20}, &counters);
   EXPECT_EQ(counters.messages_dropped_queue_full.value(), 2u);
   s.Attach(kOwnerA, std::nullopt);
   std::vector<Outgoing> out = Take(s, kOwnerA);
@@ -102,7 +120,7 @@ TEST(SessionTest, InflightWindowHoldsBackUntilAcked) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  for (int i = 0; i < 5; ++i) s.Enqueue(Queued(std::to_string(i), 1), 100, &counters);
+  for (int i = 0; i < 5; ++i) s.Enqueue(Queued(std::to_string(i), 1), Session::Limits{100, 20}, &counters);
   std::vector<Outgoing> out = Take(s, kOwnerA, 2);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_TRUE(Take(s, kOwnerA, 2).empty());
@@ -117,8 +135,8 @@ TEST(SessionTest, Qos0IsNotHeldByTheWindow) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("q1", 1), 100, &counters);
-  s.Enqueue(Queued("q0", 0), 100, &counters);
+  s.Enqueue(Queued("q1", 1), Session::Limits{100, 20}, &counters);
+  s.Enqueue(Queued("q0", 0), Session::Limits{100, 20}, &counters);
   EXPECT_EQ(Take(s, kOwnerA, 1).size(), 2u);
 }
 
@@ -126,9 +144,9 @@ TEST(SessionTest, ResendAfterReconnectSetsDupAndKeepsOrder) {
   Session s("c", false);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("one", 1), 100, &counters);
-  s.Enqueue(Queued("two", 2), 100, &counters);
-  s.Enqueue(Queued("three", 2), 100, &counters);
+  s.Enqueue(Queued("one", 1), Session::Limits{100, 20}, &counters);
+  s.Enqueue(Queued("two", 2), Session::Limits{100, 20}, &counters);
+  s.Enqueue(Queued("three", 2), Session::Limits{100, 20}, &counters);
   std::vector<Outgoing> sent = Take(s, kOwnerA);
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_TRUE(s.OnPubrec(sent[2].packet_id));  // "three" now awaits PUBCOMP
@@ -149,7 +167,7 @@ TEST(SessionTest, Qos2OutboundNeedsPubrecThenPubcomp) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("x", 2), 100, &counters);
+  s.Enqueue(Queued("x", 2), Session::Limits{100, 20}, &counters);
   std::vector<Outgoing> out = Take(s, kOwnerA);
   ASSERT_EQ(out.size(), 1u);
   uint16_t id = out[0].packet_id;
@@ -165,12 +183,12 @@ TEST(SessionTest, PacketIdsSkipThoseInFlight) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("held", 1), 100000, &counters);
+  s.Enqueue(Queued("held", 1), Session::Limits{100000, 20}, &counters);
   std::vector<Outgoing> held = Take(s, kOwnerA, 1000);
   ASSERT_EQ(held.size(), 1u);
   // Cycle through the whole id space: the held id must never be handed out again.
   for (int i = 0; i < 70000; ++i) {
-    s.Enqueue(Queued("m", 1), 100000, &counters);
+    s.Enqueue(Queued("m", 1), Session::Limits{100000, 20}, &counters);
     std::vector<Outgoing> out = Take(s, kOwnerA, 1000);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_NE(out[0].packet_id, held[0].packet_id);
@@ -191,8 +209,8 @@ TEST(SessionTest, DetachDropsQueuedQos0) {
   Session s("c", false);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  s.Enqueue(Queued("q0", 0), 100, &counters);
-  s.Enqueue(Queued("q1", 1), 100, &counters);
+  s.Enqueue(Queued("q0", 0), Session::Limits{100, 20}, &counters);
+  s.Enqueue(Queued("q1", 1), Session::Limits{100, 20}, &counters);
   EXPECT_FALSE(s.Detach(kOwnerB));  // not the owner
   EXPECT_TRUE(s.Detach(kOwnerA));
   EXPECT_EQ(s.queued_count(), 1u);
@@ -209,7 +227,7 @@ TEST(SessionTest, DiscardedSessionTakesNoSubscriptionsOrMessages) {
   EXPECT_FALSE(s.AddSubscription("b", 0, [&] { ++inserted; }));
   EXPECT_EQ(inserted, 1);
   s.Attach(kOwnerA, std::nullopt);
-  EXPECT_FALSE(s.Enqueue(Queued("x", 1), 100, &counters));
+  EXPECT_FALSE(s.Enqueue(Queued("x", 1), Session::Limits{100, 20}, &counters));
   EXPECT_EQ(s.queued_count(), 0u);
 }
 
@@ -270,12 +288,12 @@ TEST(SessionTest, DropQueuedQos0KeepsQos1AndRearmsTheWakeUp) {
   Session s("c", true);
   Counters counters;
   s.Attach(kOwnerA, std::nullopt);
-  EXPECT_TRUE(s.Enqueue(Queued("q0", 0), 100, &counters));
-  s.Enqueue(Queued("q1", 1), 100, &counters);
+  EXPECT_TRUE(s.Enqueue(Queued("q0", 0), Session::Limits{100, 20}, &counters));
+  s.Enqueue(Queued("q1", 1), Session::Limits{100, 20}, &counters);
   EXPECT_EQ(s.DropQueuedQos0(kOwnerB), 0u);  // only the owner may
   EXPECT_EQ(s.DropQueuedQos0(kOwnerA), 1u);
   EXPECT_EQ(s.queued_count(), 1u);
-  EXPECT_TRUE(s.Enqueue(Queued("q0-again", 0), 100, &counters));
+  EXPECT_TRUE(s.Enqueue(Queued("q0-again", 0), Session::Limits{100, 20}, &counters));
 }
 
 }  // namespace
