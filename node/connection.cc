@@ -76,6 +76,13 @@ void Connection::ProcessInput() {
   const size_t max_packet_size = broker_->config().max_packet_size;
   while (state_ != State::kClosing) {
     std::string_view data(in_.data() + in_offset_, in_.size() - in_offset_);
+    // Judge the first byte before waiting for a whole packet, so that a stranger (an HTTP
+    // request, say) is turned away at once rather than at --connect_timeout.
+    if (state_ == State::kAwaitingConnect && !data.empty() &&
+        static_cast<uint8_t>(data[0]) != 0x10) {
+      ProtocolViolation("first packet is not CONNECT");
+      return;
+    }
     codec::Frame frame = codec::ParseFrame(data, max_packet_size);
     if (frame.status == codec::Frame::Status::kIncomplete) break;
     if (frame.status == codec::Frame::Status::kMalformed) {

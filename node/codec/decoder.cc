@@ -7,8 +7,9 @@
 //   for every other type but PUBLISH. Malformed.
 // - MQTT-2.3.1-1: QoS>0 PUBLISH, PUBACK/PUBREC/PUBREL/PUBCOMP, SUBSCRIBE, SUBACK, UNSUBSCRIBE and
 //   UNSUBACK carry a non-zero Packet Identifier. Protocol Error.
-// - MQTT-3.1.2-1, -2: an unknown protocol name or level is answered with CONNACK return code 1,
-//   so it is its own error (kUnsupportedProtocolVersion), checked as soon as both are read.
+// - MQTT-3.1.2-2: an unknown protocol level is answered with CONNACK return code 1, so it is its
+//   own error (kUnsupportedProtocolVersion), checked as soon as name and level are read. An
+//   unknown protocol name (MQTT-3.1.2-1) is a protocol error: the server just disconnects.
 // - MQTT-3.1.2-3: the CONNECT reserved flag is 0. Malformed.
 // - MQTT-3.1.2-11, -13, -15: without the Will Flag, Will QoS and Will Retain are 0. Protocol Error.
 // - MQTT-3.1.2-14: Will QoS 3. Malformed.
@@ -189,8 +190,11 @@ Error DecodeConnect(Reader& r, Connect& connect) {
     connect.version = ProtocolVersion::kV311;
   } else if (name == "MQTT" && level == 5) {
     connect.version = ProtocolVersion::kV5;
+  } else if (name == "MQTT" || name == "MQIsdp") {
+    return DecodeError{reason::kUnsupportedProtocolVersion, "unsupported protocol level"};
   } else {
-    return DecodeError{reason::kUnsupportedProtocolVersion, "unsupported protocol name or level"};
+    // Not MQTT at all: MQTT-3.1.2-1 lets the server just disconnect, as Mosquitto does.
+    return DecodeError{reason::kProtocolError, "unknown protocol name"};
   }
   connect.protocol_name.assign(name.data(), name.size());
   const bool v5 = connect.version == ProtocolVersion::kV5;

@@ -1,0 +1,415 @@
+// Encode and EncodePublish, byte for byte, and Encode -> ParseFrame -> Decode round trips of every
+// packet type for MQTT 3.1, 3.1.1 and 5.
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "node/codec/codec.h"
+
+namespace meshmq::codec {
+namespace {
+
+using namespace std::string_literals;
+
+constexpr ProtocolVersion kV31 = ProtocolVersion::kV31;
+constexpr ProtocolVersion kV311 = ProtocolVersion::kV311;
+constexpr ProtocolVersion kV5 = ProtocolVersion::kV5;
+
+// "30 02 00 00" -> bytes; spaces are ignored.
+std::string Hex(std::string_view hex) {
+  std::string out;
+  int high = -1;
+  for (char c : hex) {
+    if (c == ' ') continue;
+    const int v = (c >= '0' && c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
+    if (high < 0) {
+      high = v;
+    } else {
+      out.push_back(static_cast<char>(high << 4 | v));
+      high = -1;
+    }
+  }
+  return out;
+}
+
+// Bytes -> "30 02 00 00", so a mismatch shows where it is.
+std::string ToHex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (!out.empty()) out += ' ';
+    out += kDigits[c >> 4];
+    out += kDigits[c & 0x0F];
+  }
+  return out;
+}
+
+std::string EncodeToHex(const Packet& packet, ProtocolVersion version = kV311) {
+  std::string out;
+  Encode(packet, version, &out);
+  return ToHex(out);
+}
+
+// Normalizes the expected hex the same way, so tests can write it with any spacing.
+std::string H(std::string_view hex) { return ToHex(Hex(hex)); }
+
+Properties UserProperties(std::vector<std::pair<std::string, std::string>> pairs) {
+  Properties properties;
+  properties.user_properties = std::move(pairs);
+  return properties;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 3.1.1 exact bytes
+
+TEST(EncodeTest, ConnectMinimal) {
+  EXPECT_EQ(EncodeToHex(Connect{}), H("10 0C 00 04 4D 51 54 54 04 02 00 00 00 00"));
+}
+
+TEST(EncodeTest, ConnectWithWillUsernameAndPassword) {
+  Connect c;
+  c.keep_alive = 60;
+  c.client_id = "cid";
+  c.will = Will{"w/t", "bye", 1, true, {}};
+  c.username = "u";
+  c.password = "p\0\xFF"s;
+  EXPECT_EQ(EncodeToHex(c), H("10 21 00 04 4D 51 54 54 04 EE 00 3C 00 03 63 69 64 "
+                              "00 03 77 2F 74 00 03 62 79 65 00 01 75 00 03 70 00 FF"));
+}
+
+TEST(EncodeTest, ConnectFlagsOneByOne) {
+  Connect c;
+  c.clean_session = false;
+  c.client_id = "c";
+  EXPECT_EQ(EncodeToHex(c), H("10 0D 00 04 4D 51 54 54 04 00 00 00 00 01 63"));
+  c.will = Will{"t", "", 2, false, {}};
+  EXPECT_EQ(EncodeToHex(c), H("10 12 00 04 4D 51 54 54 04 14 00 00 00 01 63 00 01 74 00 00"));
+  c.will.reset();
+  c.username = "";
+  EXPECT_EQ(EncodeToHex(c), H("10 0F 00 04 4D 51 54 54 04 80 00 00 00 01 63 00 00"));
+}
+
+TEST(EncodeTest, ConnectMqtt31UsesMQIsdp) {
+  Connect c;
+  c.clean_session = false;
+  c.keep_alive = 10;
+  c.client_id = "ab";
+  EXPECT_EQ(EncodeToHex(c, kV31), H("10 10 00 06 4D 51 49 73 64 70 03 00 00 0A 00 02 61 62"));
+}
+
+TEST(EncodeTest, Connack) {
+  EXPECT_EQ(EncodeToHex(Connack{}), "20 02 00 00");
+  EXPECT_EQ(EncodeToHex(Connack{true, connack::kAccepted, {}}), "20 02 01 00");
+  EXPECT_EQ(EncodeToHex(Connack{false, connack::kBadUsernameOrPassword, {}}), "20 02 00 04");
+}
+
+TEST(EncodeTest, RefusedConnackNeverClaimsASession) {  // MQTT-3.2.2-4
+  EXPECT_EQ(EncodeToHex(Connack{true, connack::kNotAuthorized, {}}), "20 02 00 05");
+}
+
+TEST(EncodeTest, Mqtt31ConnackHasNoSessionPresent) {
+  EXPECT_EQ(EncodeToHex(Connack{true, connack::kAccepted, {}}, kV31), "20 02 00 00");
+}
+
+TEST(EncodeTest, PublishQos0) {
+  Publish p;
+  p.topic = "a/b";
+  p.payload = "hi";
+  EXPECT_EQ(EncodeToHex(p), H("30 07 00 03 61 2F 62 68 69"));
+}
+
+TEST(EncodeTest, PublishQos1DupRetain) {
+  Publish p;
+  p.topic = "a/b";
+  p.payload = "hi";
+  p.qos = 1;
+  p.dup = true;
+  p.retain = true;
+  p.packet_id = 10;
+  EXPECT_EQ(EncodeToHex(p), H("3B 09 00 03 61 2F 62 00 0A 68 69"));
+}
+
+TEST(EncodeTest, PublishQos2BinaryPayload) {
+  Publish p;
+  p.topic = "t";
+  p.payload = "\0\x01"s;
+  p.qos = 2;
+  p.packet_id = 0xFFFF;
+  EXPECT_EQ(EncodeToHex(p), H("34 07 00 01 74 FF FF 00 01"));
+}
+
+TEST(EncodeTest, PublishQos0HasNeitherDupNorPacketId) {  // MQTT-3.3.1-2, MQTT-2.3.1-5
+  Publish p;
+  p.topic = "t";
+  p.dup = true;
+  p.packet_id = 7;
+  EXPECT_EQ(EncodeToHex(p), H("30 03 00 01 74"));
+}
+
+TEST(EncodeTest, PublishAcks) {
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPuback, 10, reason::kSuccess, {}}), "40 02 00 0A");
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPubrec, 10, reason::kSuccess, {}}), "50 02 00 0A");
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPubrel, 10, reason::kSuccess, {}}), "62 02 00 0A");
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPubcomp, 0x1234, reason::kSuccess, {}}), "70 02 12 34");
+}
+
+TEST(EncodeTest, Mqtt311AcksCarryNoReasonCodeOrProperties) {
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPuback, 10, 0x80, UserProperties({{"a", "b"}})}),
+            "40 02 00 0A");
+}
+
+TEST(EncodeTest, Subscribe) {
+  Subscribe s;
+  s.packet_id = 10;
+  s.topics = {{"a/b", 1, false, false, 0}, {"#", 2, false, false, 0}, {"+", 0, false, false, 0}};
+  EXPECT_EQ(EncodeToHex(s), H("82 10 00 0A 00 03 61 2F 62 01 00 01 23 02 00 01 2B 00"));
+}
+
+TEST(EncodeTest, Mqtt311SubscribeSendsOnlyTheQos) {
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics = {{"t", 1, true, true, 2}};
+  EXPECT_EQ(EncodeToHex(s), H("82 06 00 01 00 01 74 01"));
+}
+
+TEST(EncodeTest, Suback) {
+  EXPECT_EQ(EncodeToHex(Suback{10, {1, kSubackFailure, 2}, {}}), "90 05 00 0A 01 80 02");
+}
+
+TEST(EncodeTest, Unsubscribe) {
+  EXPECT_EQ(EncodeToHex(Unsubscribe{11, {"a/b", "#"}, {}}),
+            H("A2 0A 00 0B 00 03 61 2F 62 00 01 23"));
+}
+
+TEST(EncodeTest, UnsubackIsOnlyThePacketId) {
+  EXPECT_EQ(EncodeToHex(Unsuback{11, {}, {}}), "B0 02 00 0B");
+  EXPECT_EQ(EncodeToHex(Unsuback{11, {0x00, 0x11}, {}}), "B0 02 00 0B");
+}
+
+TEST(EncodeTest, PingAndDisconnect) {
+  EXPECT_EQ(EncodeToHex(Pingreq{}), "C0 00");
+  EXPECT_EQ(EncodeToHex(Pingresp{}), "D0 00");
+  EXPECT_EQ(EncodeToHex(Disconnect{}), "E0 00");
+  EXPECT_EQ(EncodeToHex(Disconnect{0x8E, UserProperties({{"a", "b"}})}), "E0 00");
+}
+
+TEST(EncodeTest, AppendsToWhatIsAlreadyThere) {
+  std::string out = "xy";
+  Encode(Pingresp{}, kV311, &out);
+  Encode(Connack{}, kV311, &out);
+  EXPECT_EQ(ToHex(out), H("78 79 D0 00 20 02 00 00"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// EncodePublish
+
+TEST(EncodePublishTest, MatchesEncodeOfAPublish) {
+  Publish p;
+  p.topic = "sensors/1";
+  p.payload = "21.5";
+  p.qos = 1;
+  p.retain = true;
+  p.packet_id = 300;
+  p.properties = UserProperties({{"unit", "C"}});
+  for (const ProtocolVersion version : {kV31, kV311, kV5}) {
+    std::string via_struct;
+    std::string via_parts;
+    Encode(p, version, &via_struct);
+    EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.properties, version,
+                  &via_parts);
+    EXPECT_EQ(ToHex(via_parts), ToHex(via_struct));
+  }
+}
+
+TEST(EncodePublishTest, AppendsAfterExistingBytes) {
+  std::string out = Hex("D0 00");
+  EncodePublish("t", "x", 0, false, false, 0, nullptr, kV311, &out);
+  EncodePublish("u", "", 1, false, true, 2, nullptr, kV311, &out);
+  EXPECT_EQ(ToHex(out), H("D0 00 30 04 00 01 74 78 3A 05 00 01 75 00 02"));
+}
+
+TEST(EncodePublishTest, Mqtt5WithoutPropertiesSendsPropertyLengthZero) {
+  std::string out;
+  EncodePublish("t", "x", 0, false, false, 0, nullptr, kV5, &out);
+  EXPECT_EQ(ToHex(out), H("30 05 00 01 74 00 78"));
+}
+
+TEST(EncodePublishTest, RemainingLengthBoundaries) {
+  struct Case {
+    size_t remaining_length;
+    std::string_view header;
+  };
+  const Case cases[] = {
+      {127, "30 7F"},         {128, "30 80 01"},        {16383, "30 FF 7F"},
+      {16384, "30 80 80 01"}, {2097151, "30 FF FF 7F"}, {2097152, "30 80 80 80 01"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.remaining_length);
+    const std::string payload(c.remaining_length - 3, 'p');  // topic "t" takes 3 bytes
+    std::string out;
+    EncodePublish("t", payload, 0, false, false, 0, nullptr, kV311, &out);
+    const std::string header = Hex(c.header);
+    ASSERT_EQ(out.size(), header.size() + c.remaining_length);
+    EXPECT_EQ(ToHex(out.substr(0, header.size())), ToHex(header));
+    const Frame frame = ParseFrame(out, std::numeric_limits<size_t>::max());
+    EXPECT_EQ(frame.status, Frame::Status::kComplete);
+    EXPECT_EQ(frame.remaining_length, c.remaining_length);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5 forms
+
+TEST(EncodeV5Test, ConnectWithPropertiesAndWillProperties) {
+  Connect c;
+  c.version = kV5;
+  c.keep_alive = 0;
+  c.client_id = "c";
+  c.properties = UserProperties({{"k", "v"}});
+  c.will = Will{"t", "", 0, false, UserProperties({{"a", "b"}})};
+  c.password = "\xAB\xCD";
+  EXPECT_EQ(EncodeToHex(c, kV5),
+            H("10 26 00 04 4D 51 54 54 05 46 00 00 07 26 00 01 6B 00 01 76 00 01 63 "
+              "07 26 00 01 61 00 01 62 00 01 74 00 00 00 02 AB CD"));
+}
+
+TEST(EncodeV5Test, ConnackAlwaysHasAPropertyLength) {
+  EXPECT_EQ(EncodeToHex(Connack{}, kV5), "20 03 00 00 00");
+  EXPECT_EQ(EncodeToHex(Connack{false, 0x87, UserProperties({{"a", "b"}})}, kV5),
+            H("20 0A 00 87 07 26 00 01 61 00 01 62"));
+}
+
+TEST(EncodeV5Test, AckShortForms) {
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPuback, 10, reason::kSuccess, {}}, kV5), "40 02 00 0A");
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPubrec, 10, 0x10, {}}, kV5), "50 03 00 0A 10");
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPubrel, 10, 0x92, {}}, kV5), "62 03 00 0A 92");
+  EXPECT_EQ(EncodeToHex(
+                Ack{PacketType::kPubcomp, 10, reason::kSuccess, UserProperties({{"a", "b"}})}, kV5),
+            H("70 0B 00 0A 00 07 26 00 01 61 00 01 62"));
+}
+
+TEST(EncodeV5Test, DisconnectForms) {
+  EXPECT_EQ(EncodeToHex(Disconnect{}, kV5), "E0 00");
+  EXPECT_EQ(EncodeToHex(Disconnect{0x8E, {}}, kV5), "E0 01 8E");
+  EXPECT_EQ(EncodeToHex(Disconnect{0x04, UserProperties({{"a", "b"}})}, kV5),
+            H("E0 09 04 07 26 00 01 61 00 01 62"));
+}
+
+TEST(EncodeV5Test, PublishWithUserProperties) {
+  Publish p;
+  p.topic = "t";
+  p.payload = "x";
+  p.qos = 1;
+  p.packet_id = 5;
+  p.properties = UserProperties({{"k", "v"}});
+  EXPECT_EQ(EncodeToHex(p, kV5), H("32 0E 00 01 74 00 05 07 26 00 01 6B 00 01 76 78"));
+}
+
+TEST(EncodeV5Test, SubscribeOptions) {
+  Subscribe s;
+  s.packet_id = 1;
+  s.topics = {{"t", 2, true, true, 2}};
+  EXPECT_EQ(EncodeToHex(s, kV5), H("82 07 00 01 00 00 01 74 2E"));
+}
+
+TEST(EncodeV5Test, SubackUnsubscribeUnsuback) {
+  EXPECT_EQ(EncodeToHex(Suback{1, {0x01, 0x97}, {}}, kV5), "90 05 00 01 00 01 97");
+  EXPECT_EQ(EncodeToHex(Unsubscribe{1, {"a", "b"}, {}}, kV5),
+            H("A2 09 00 01 00 00 01 61 00 01 62"));
+  EXPECT_EQ(EncodeToHex(Unsuback{1, {0x00, 0x11}, {}}, kV5), "B0 05 00 01 00 00 11");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trips
+
+std::vector<Packet> SamplePackets(ProtocolVersion version) {
+  const bool v5 = version == kV5;
+  const Properties props = v5 ? UserProperties({{"k", "v"}, {"k", "w"}, {"", ""}}) : Properties{};
+  std::vector<Packet> packets;
+
+  Connect minimal;
+  minimal.version = version;
+  minimal.protocol_name = version == kV31 ? "MQIsdp" : "MQTT";
+  minimal.client_id = "client-1";
+  packets.push_back(minimal);
+
+  Connect full = minimal;
+  full.clean_session = false;
+  full.keep_alive = 65535;
+  full.client_id = "";
+  full.will = Will{"last/will", "gone\0"s, 2, true, props};
+  full.username = "user \xC3\xA9";
+  full.password = "\0\xFF pw"s;
+  full.properties = props;
+  packets.push_back(full);
+
+  packets.push_back(Connack{false, connack::kIdentifierRejected, props});
+  packets.push_back(Connack{version != kV31, connack::kAccepted, props});
+
+  Publish publish;
+  publish.topic = "a/b/c";
+  publish.payload = std::string(300, '\x00');
+  publish.properties = props;
+  packets.push_back(publish);
+  publish.qos = 1;
+  publish.packet_id = 1;
+  publish.dup = true;
+  packets.push_back(publish);
+  publish.qos = 2;
+  publish.packet_id = 65535;
+  publish.retain = true;
+  publish.payload.clear();
+  packets.push_back(publish);
+
+  for (PacketType type :
+       {PacketType::kPuback, PacketType::kPubrec, PacketType::kPubrel, PacketType::kPubcomp}) {
+    packets.push_back(Ack{type, 42, reason::kSuccess, {}});
+    if (v5) packets.push_back(Ack{type, 42, 0x80, {}});
+    if (v5) packets.push_back(Ack{type, 42, 0x80, props});
+    if (v5) packets.push_back(Ack{type, 42, reason::kSuccess, props});
+  }
+
+  Subscribe subscribe;
+  subscribe.packet_id = 7;
+  subscribe.topics = {{"a/+", 0, false, false, 0}, {"#", 2, false, false, 0}};
+  if (v5) subscribe.topics.push_back({"$share/g/x", 1, true, true, 2});
+  subscribe.properties = props;
+  packets.push_back(subscribe);
+
+  packets.push_back(Suback{7, {0, 1, 2, kSubackFailure}, props});
+  packets.push_back(Unsubscribe{8, {"a/+", "#"}, props});
+  packets.push_back(
+      Unsuback{8, v5 ? std::vector<uint8_t>{0x00, 0x11} : std::vector<uint8_t>{}, props});
+  packets.push_back(Pingreq{});
+  packets.push_back(Pingresp{});
+  packets.push_back(Disconnect{});
+  if (v5) packets.push_back(Disconnect{0x04, {}});
+  if (v5) packets.push_back(Disconnect{0x8E, props});
+  return packets;
+}
+
+TEST(RoundTripTest, EveryPacketTypeForEveryVersion) {
+  for (const ProtocolVersion version : {kV31, kV311, kV5}) {
+    for (const Packet& packet : SamplePackets(version)) {
+      SCOPED_TRACE(testing::Message()
+                   << "version " << int(version) << ", packet index " << packet.index());
+      std::string wire;
+      Encode(packet, version, &wire);
+      const Frame frame = ParseFrame(wire, std::numeric_limits<size_t>::max());
+      ASSERT_EQ(frame.status, Frame::Status::kComplete);
+      ASSERT_EQ(frame.total_size(), wire.size());
+      const DecodeResult result =
+          Decode(frame.first_byte, std::string_view(wire).substr(frame.header_size), version);
+      ASSERT_TRUE(std::holds_alternative<Packet>(result))
+          << std::get<DecodeError>(result).what << "\n"
+          << ToHex(wire);
+      EXPECT_TRUE(std::get<Packet>(result) == packet) << ToHex(wire);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace meshmq::codec
