@@ -31,8 +31,9 @@ void Worker::Start() {
   thread_ = std::thread([this] {
     thread_id_ = std::this_thread::get_id();
     loop_.Run(this, kTick);
-    // Shut down: every connection goes, without wills.
-    for (auto& [id, connection] : connections_) connection->Close("broker shutting down", false);
+    // Shut down: every connection goes. The clients sent no DISCONNECT, so their wills are
+    // published, as Mosquitto does (retained wills outlive the node).
+    for (auto& [id, connection] : connections_) connection->Close("broker shutting down", true);
     OnIterationEnd();
   });
 }

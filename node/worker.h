@@ -40,7 +40,8 @@ class Worker : public EventLoop::Handler {
 
   // --- Any thread ---
   void Start();
-  // Closes every connection (without wills: the clients did nothing wrong) and ends the loop.
+  // Closes every connection (publishing wills, as for any loss without DISCONNECT) and ends
+  // the loop.
   void Stop();
   void Join();
   void Post(EventLoop::Task task) { loop_.Post(std::move(task)); }
