@@ -8,22 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include "node/topic.h"
+
 namespace meshmq {
-namespace {
-
-// Returns the level of `s` starting at `begin` and sets *next to the start of the following level,
-// or to npos after the last one.
-std::string_view NextLevel(std::string_view s, size_t begin, size_t* next) {
-  const size_t slash = s.find('/', begin);
-  if (slash == std::string_view::npos) {
-    *next = std::string_view::npos;
-    return s.substr(begin);
-  }
-  *next = slash + 1;
-  return s.substr(begin, slash - begin);
-}
-
-}  // namespace
 
 bool RetainedStore::Set(MessagePtr msg) {
   if (msg == nullptr || !IsValidTopicName(msg->topic)) return false;
@@ -37,7 +24,7 @@ bool RetainedStore::Set(MessagePtr msg) {
   size_t begin = 0;
   while (begin != std::string_view::npos) {
     size_t next;
-    const std::string_view level = NextLevel(msg->topic, begin, &next);
+    const std::string_view level = NextTopicLevel(msg->topic, begin, &next);
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
@@ -52,7 +39,7 @@ bool RetainedStore::Set(MessagePtr msg) {
 
 bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) {
   size_t next;
-  const std::string_view level = NextLevel(topic, begin, &next);
+  const std::string_view level = NextTopicLevel(topic, begin, &next);
   const auto it = node->children.find(level);
   if (it == node->children.end()) return false;
   Node* child = it->second.get();
@@ -72,7 +59,7 @@ bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) 
 void RetainedStore::MatchFrom(const Node& node, std::string_view filter, size_t begin, bool at_root,
                               std::vector<MessagePtr>* out) {
   size_t next;
-  const std::string_view level = NextLevel(filter, begin, &next);
+  const std::string_view level = NextTopicLevel(filter, begin, &next);
   if (level == "#") {
     // '#' also matches the parent level: "sport/#" matches "sport" (4.7.1.2). The root holds no
     // message, topics being non-empty.

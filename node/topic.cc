@@ -17,18 +17,6 @@ bool HasValidSize(std::string_view s) {
   return separators < kMaxTopicLevels;
 }
 
-// Splits off the level starting at `begin`: returns it and sets *next to the start of the
-// following level, or to npos when this was the last level.
-std::string_view NextLevel(std::string_view s, size_t begin, size_t* next) {
-  const size_t slash = s.find('/', begin);
-  if (slash == std::string_view::npos) {
-    *next = std::string_view::npos;
-    return s.substr(begin);
-  }
-  *next = slash + 1;
-  return s.substr(begin, slash - begin);
-}
-
 }  // namespace
 
 bool IsValidTopicName(std::string_view topic) {
@@ -59,9 +47,9 @@ bool TopicMatches(std::string_view filter, std::string_view topic) {
   for (;;) {
     size_t f_next;
     size_t t_next;
-    const std::string_view f_level = NextLevel(filter, f, &f_next);
+    const std::string_view f_level = NextTopicLevel(filter, f, &f_next);
     if (f_level == "#") return true;  // the levels so far matched, and '#' takes the rest
-    const std::string_view t_level = NextLevel(topic, t, &t_next);
+    const std::string_view t_level = NextTopicLevel(topic, t, &t_next);
     if (f_level != "+" && f_level != t_level) return false;
 
     const bool filter_done = f_next == std::string_view::npos;

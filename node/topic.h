@@ -52,6 +52,19 @@ bool TopicMatches(std::string_view filter, std::string_view topic);
 // True for topics starting with '$' (e.g. $SYS/...).
 inline bool IsDollarTopic(std::string_view topic) { return !topic.empty() && topic[0] == '$'; }
 
+// Returns the level of `s` starting at `begin` and sets *next to the start of the following level,
+// or to npos after the last one. No allocation: levels are views into `s`. Inline because the trie
+// and the retained store call it once per level on every match.
+inline std::string_view NextTopicLevel(std::string_view s, size_t begin, size_t* next) {
+  const size_t slash = s.find('/', begin);
+  if (slash == std::string_view::npos) {
+    *next = std::string_view::npos;
+    return s.substr(begin);
+  }
+  *next = slash + 1;
+  return s.substr(begin, slash - begin);
+}
+
 // Transparent hash and equality for containers keyed by std::string, so a topic level held as a
 // std::string_view is looked up without building a std::string. Debian's Abseil (20220623) has
 // its own absl::string_view, which its default string hash accepts but std::string_view does not.

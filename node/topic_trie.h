@@ -86,18 +86,6 @@ class TopicTrie {
     }
   };
 
-  // Returns the level of `s` starting at `begin` and sets *next to the start of the following
-  // level, or to npos after the last one. No allocation: levels are views into `s`.
-  static std::string_view NextLevel(std::string_view s, size_t begin, size_t* next) {
-    const size_t slash = s.find('/', begin);
-    if (slash == std::string_view::npos) {
-      *next = std::string_view::npos;
-      return s.substr(begin);
-    }
-    *next = slash + 1;
-    return s.substr(begin, slash - begin);
-  }
-
   template <typename Fn>
   static void Report(const Subscribers& subscribers, Fn& fn) {
     for (const auto& [key, value] : subscribers) fn(key, value);
@@ -114,7 +102,7 @@ class TopicTrie {
         return;
       }
       size_t next;
-      const std::string_view level = NextLevel(topic, begin, &next);
+      const std::string_view level = NextTopicLevel(topic, begin, &next);
       if (node->plus != nullptr) MatchFrom(node->plus.get(), topic, next, fn);
       const auto it = node->children.find(level);
       if (it == node->children.end()) return;
@@ -133,7 +121,7 @@ class TopicTrie {
   // Removes (filter from `begin`, key) below `node` and prunes the children it empties.
   static bool EraseFrom(Node* node, std::string_view filter, size_t begin, const std::string& key) {
     size_t next;
-    const std::string_view level = NextLevel(filter, begin, &next);
+    const std::string_view level = NextTopicLevel(filter, begin, &next);
     if (level == "#") return node->multi.erase(key) > 0;
     Node* child = nullptr;
     auto it = node->children.end();
@@ -170,7 +158,7 @@ bool TopicTrie<Value>::Insert(std::string_view filter, const std::string& key, V
   size_t begin = 0;
   while (subscribers == nullptr) {
     size_t next;
-    const std::string_view level = NextLevel(filter, begin, &next);
+    const std::string_view level = NextTopicLevel(filter, begin, &next);
     if (level == "#") {
       subscribers = &node->multi;
       break;
@@ -216,7 +204,7 @@ void TopicTrie<Value>::Match(std::string_view topic, Fn&& fn) const {
   // MQTT-4.7.2-1: only filters that spell out the '$' level can match, so start below the
   // root's named child and leave its '+' child and "#" subscribers out.
   size_t next;
-  const std::string_view level = NextLevel(topic, 0, &next);
+  const std::string_view level = NextTopicLevel(topic, 0, &next);
   const auto it = root_.children.find(level);
   if (it != root_.children.end()) MatchFrom(it->second.get(), topic, next, fn);
 }

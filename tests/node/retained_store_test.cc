@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/topic.h"
+#include "tests/node/topic_test_util.h"
 
 namespace meshmq {
 namespace {
@@ -187,27 +188,7 @@ TEST(RetainedStoreTest, ForEachVisitsEveryMessage) {
 TEST(RetainedStoreTest, AgreesWithTopicMatchesOnRandomInput) {
   std::mt19937 rng(99);
   static const char* const kLevels[] = {"a", "b", "", "$s", "A"};
-  std::uniform_int_distribution<int> depth(1, 4);
-  std::uniform_int_distribution<int> pick(0, 4);
-  std::uniform_int_distribution<int> wildcard(0, 5);
-  auto random = [&](bool filter) {
-    std::string out;
-    while (out.empty()) {  // a single empty level is "", neither a name nor a filter
-      const int levels = depth(rng);
-      for (int i = 0; i < levels; ++i) {
-        if (i > 0) out += '/';
-        const int w = filter ? wildcard(rng) : 5;
-        if (w == 0) {
-          out += '+';
-        } else if (w == 1 && i == levels - 1) {
-          out += '#';
-        } else {
-          out += kLevels[pick(rng)];
-        }
-      }
-    }
-    return out;
-  };
+  auto random = [&](bool filter) { return test_util::RandomTopic(rng, filter, kLevels); };
 
   RetainedStore store;
   std::vector<std::string> topics;

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "node/topic.h"
+#include "tests/node/topic_test_util.h"
 
 namespace meshmq {
 namespace {
@@ -211,27 +212,7 @@ TEST(TopicTrieTest, ManyKeysOnOneFilterEachReportedOnce) {
 // Random filters and topics over a small alphabet, so that collisions, empty levels, '$' levels
 // and wildcards in every position are common; the trie must report exactly the subscriptions
 // whose filter TopicMatches says match, through inserts, replacements and erases.
-std::string RandomLevels(std::mt19937& rng, bool filter) {
-  static const char* const kLevels[] = {"a", "b", "", "$s", "A", "a$"};
-  std::uniform_int_distribution<int> depth(1, 4);
-  std::uniform_int_distribution<int> pick(0, 5);
-  std::uniform_int_distribution<int> wildcard(0, 5);
-  const int levels = depth(rng);
-  std::string out;
-  for (int i = 0; i < levels; ++i) {
-    if (i > 0) out += '/';
-    const int w = filter ? wildcard(rng) : 5;
-    if (w == 0) {
-      out += '+';
-    } else if (w == 1 && i == levels - 1) {
-      out += '#';
-    } else {
-      out += kLevels[pick(rng)];
-    }
-  }
-  // A single empty level is the empty string, which is neither a name nor a filter.
-  return out.empty() ? RandomLevels(rng, filter) : out;
-}
+constexpr const char* kRandomLevels[] = {"a", "b", "", "$s", "A", "a$"};
 
 TEST(TopicTrieTest, AgreesWithTopicMatchesOnRandomInput) {
   std::mt19937 rng(20240611);
@@ -241,7 +222,7 @@ TEST(TopicTrieTest, AgreesWithTopicMatchesOnRandomInput) {
 
   auto check = [&](int rounds) {
     for (int i = 0; i < rounds; ++i) {
-      const std::string topic = RandomLevels(rng, /*filter=*/false);
+      const std::string topic = test_util::RandomTopic(rng, /*filter=*/false, kRandomLevels);
       ASSERT_TRUE(IsValidTopicName(topic)) << topic;
       std::vector<std::pair<std::string, std::string>> expected;
       for (const auto& [filter, key] : subscriptions) {
@@ -253,7 +234,7 @@ TEST(TopicTrieTest, AgreesWithTopicMatchesOnRandomInput) {
   };
 
   for (int i = 0; i < 400; ++i) {
-    const std::string filter = RandomLevels(rng, /*filter=*/true);
+    const std::string filter = test_util::RandomTopic(rng, /*filter=*/true, kRandomLevels);
     ASSERT_TRUE(IsValidTopicFilter(filter)) << filter;
     const std::string key = "k" + std::to_string(key_pick(rng));
     const auto existing = std::make_pair(filter, key);

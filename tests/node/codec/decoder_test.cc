@@ -11,9 +11,12 @@
 
 #include "gtest/gtest.h"
 #include "node/codec/codec.h"
+#include "tests/node/codec/hex.h"
 
 namespace meshmq::codec {
 namespace {
+
+using test_util::Hex;
 
 using namespace std::string_literals;
 
@@ -21,23 +24,6 @@ constexpr ProtocolVersion kV31 = ProtocolVersion::kV31;
 constexpr ProtocolVersion kV311 = ProtocolVersion::kV311;
 constexpr ProtocolVersion kV5 = ProtocolVersion::kV5;
 constexpr size_t kNoLimit = std::numeric_limits<size_t>::max();
-
-// "30 02 00 00" -> bytes; spaces are ignored.
-std::string Hex(std::string_view hex) {
-  std::string out;
-  int high = -1;
-  for (char c : hex) {
-    if (c == ' ') continue;
-    const int v = (c >= '0' && c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
-    if (high < 0) {
-      high = v;
-    } else {
-      out.push_back(static_cast<char>(high << 4 | v));
-      high = -1;
-    }
-  }
-  return out;
-}
 
 // Frames a whole packet (which must be exactly one complete frame) and decodes it.
 DecodeResult DecodeWire(std::string_view wire, ProtocolVersion version) {

@@ -6,26 +6,12 @@
 
 #include "gtest/gtest.h"
 #include "node/codec/codec.h"
+#include "tests/node/codec/hex.h"
 
 namespace meshmq::codec {
 namespace {
 
-// "C3 A9" -> the two bytes 0xC3 0xA9; spaces are ignored.
-std::string Hex(std::string_view hex) {
-  std::string out;
-  int high = -1;
-  for (char c : hex) {
-    if (c == ' ') continue;
-    const int v = (c >= '0' && c <= '9') ? c - '0' : (c | 0x20) - 'a' + 10;
-    if (high < 0) {
-      high = v;
-    } else {
-      out.push_back(static_cast<char>(high << 4 | v));
-      high = -1;
-    }
-  }
-  return out;
-}
+using test_util::Hex;
 
 // UTF-8 encoding of any value up to 0x10FFFF, surrogates included (what a careless encoder
 // would produce), so the validator can be checked against every code point.
