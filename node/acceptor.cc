@@ -46,21 +46,6 @@ absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
   return a;
 }
 
-std::string PeerName(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (addr.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-    port = ntohs(in->sin_port);
-  } else if (addr.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-    port = ntohs(in6->sin6_port);
-  }
-  return absl::StrCat(host, ":", port);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Bind(const std::string& listen,
@@ -125,11 +110,9 @@ void Acceptor::Stop() {
 }
 
 void Acceptor::OnIo(uint64_t token, uint32_t events) {
+  std::vector<std::vector<int>> batches(workers_.size());
   for (int accepted = 0; accepted < 1024; ++accepted) {
-    sockaddr_storage peer{};
-    socklen_t peer_length = sizeof(peer);
-    int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_length,
-                     SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if ((errno == EMFILE || errno == ENFILE) && reserve_fd_ >= 0) {
@@ -143,7 +126,7 @@ void Acceptor::OnIo(uint64_t token, uint32_t events) {
         std::fprintf(stderr, "meshmqd: out of file descriptors, connection refused\n");
         continue;
       }
-      return;  // EAGAIN: nothing more pending
+      break;  // EAGAIN: nothing more pending
     }
     if (!broker_->TryAddConnection()) {
       close(fd);
@@ -152,8 +135,10 @@ void Acceptor::OnIo(uint64_t token, uint32_t events) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    Worker* worker = workers_[next_worker_++ % workers_.size()];
-    worker->AdoptSocket(fd, PeerName(peer));
+    batches[next_worker_++ % workers_.size()].push_back(fd);
+  }
+  for (size_t i = 0; i < batches.size(); ++i) {
+    if (!batches[i].empty()) workers_[i]->AdoptSockets(std::move(batches[i]));
   }
 }
 

@@ -10,6 +10,8 @@
 //   client.
 #include "node/connection.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,24 +31,41 @@ namespace {
 constexpr size_t kReadChunk = 64 * 1024;
 // Bytes read from one socket per loop iteration, so one busy client can't starve the others.
 constexpr size_t kMaxReadPerIteration = 1 << 20;
-// An empty output buffer larger than this is given back, so idle connections stay small.
-constexpr size_t kMaxIdleOutputCapacity = 64 * 1024;
+// An empty buffer larger than this is given back, so idle connections stay small.
+constexpr size_t kMaxIdleBufferCapacity = 64 * 1024;
 
 }  // namespace
 
-Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, std::string peer,
-                       absl::Time now)
+Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms)
     : broker_(broker),
       worker_(worker),
       fd_(fd),
       id_(id),
-      peer_(std::move(peer)),
-      accepted_at_(now),
-      last_received_(now) {}
+      accepted_ms_(now_ms),
+      last_received_ms_(now_ms) {}
 
 Connection::~Connection() { close(fd_); }
 
 SessionOwner Connection::owner() const { return SessionOwner{worker_, id_}; }
+
+std::string Connection::PeerName() const {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (getpeername(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    if (address.ss_family == AF_INET) {
+      auto* in = reinterpret_cast<const sockaddr_in*>(&address);
+      inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+      port = ntohs(in->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address);
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+      port = ntohs(in6->sin6_port);
+    }
+  }
+  return absl::StrCat(host, ":", port);
+}
 
 void Connection::OnReadable() {
   thread_local char buffer[kReadChunk];
@@ -55,9 +74,19 @@ void Connection::OnReadable() {
     ssize_t n = read(fd_, buffer, sizeof(buffer));
     if (n > 0) {
       total += static_cast<size_t>(n);
-      last_received_ = absl::Now();
-      in_.append(buffer, static_cast<size_t>(n));
-      ProcessInput();
+      last_received_ms_ = MonotonicMillis();
+      std::string_view data(buffer, static_cast<size_t>(n));
+      if (in_.empty()) {
+        // Usual case: packets are parsed straight from the read buffer, and only a trailing
+        // partial packet is copied aside.
+        size_t used = ProcessInput(data);
+        if (state_ != State::kClosing) in_.assign(data.substr(used));
+      } else {
+        in_.append(data);
+        size_t used = ProcessInput(in_);
+        in_.erase(0, used);
+      }
+      if (in_.empty() && in_.capacity() > kMaxIdleBufferCapacity) std::string().swap(in_);
       if (static_cast<size_t>(n) < sizeof(buffer)) break;
       continue;
     }
@@ -72,41 +101,34 @@ void Connection::OnReadable() {
   }
 }
 
-void Connection::ProcessInput() {
+size_t Connection::ProcessInput(std::string_view data) {
   const size_t max_packet_size = broker_->config().max_packet_size;
-  while (state_ != State::kClosing) {
-    std::string_view data(in_.data() + in_offset_, in_.size() - in_offset_);
+  size_t used = 0;
+  while (state_ != State::kClosing && used < data.size()) {
+    std::string_view rest = data.substr(used);
     // Judge the first byte before waiting for a whole packet, so that a stranger (an HTTP
     // request, say) is turned away at once rather than at --connect_timeout.
-    if (state_ == State::kAwaitingConnect && !data.empty() &&
-        static_cast<uint8_t>(data[0]) != 0x10) {
+    if (state_ == State::kAwaitingConnect && static_cast<uint8_t>(rest[0]) != 0x10) {
       ProtocolViolation("first packet is not CONNECT");
-      return;
+      break;
     }
-    codec::Frame frame = codec::ParseFrame(data, max_packet_size);
+    codec::Frame frame = codec::ParseFrame(rest, max_packet_size);
     if (frame.status == codec::Frame::Status::kIncomplete) break;
     if (frame.status == codec::Frame::Status::kMalformed) {
       broker_->counters().packets_malformed.Increment();
       Close("malformed remaining length", true);
-      return;
+      break;
     }
     if (frame.status == codec::Frame::Status::kTooLarge) {
       broker_->counters().packets_too_large.Increment();
       Close(absl::StrCat("packet of ", frame.total_size(), " bytes exceeds --max_packet_size"),
             true);
-      return;
+      break;
     }
-    HandlePacket(frame.first_byte, data.substr(frame.header_size, frame.remaining_length));
-    in_offset_ += frame.total_size();
+    HandlePacket(frame.first_byte, rest.substr(frame.header_size, frame.remaining_length));
+    used += frame.total_size();
   }
-  if (in_offset_ == in_.size()) {
-    in_.clear();
-    in_offset_ = 0;
-    if (in_.capacity() > kMaxIdleOutputCapacity) in_.shrink_to_fit();
-  } else if (in_offset_ > kReadChunk) {
-    in_.erase(0, in_offset_);
-    in_offset_ = 0;
-  }
+  return used;
 }
 
 void Connection::ProtocolViolation(std::string_view what) {
@@ -226,7 +248,7 @@ void Connection::FlushOutput() {
   }
   out_.clear();
   out_offset_ = 0;
-  if (out_.capacity() > kMaxIdleOutputCapacity) out_.shrink_to_fit();
+  if (out_.capacity() > kMaxIdleBufferCapacity) std::string().swap(out_);
   if (write_armed_) {
     write_armed_ = false;
     worker_->SetWritable(this, false);
@@ -239,16 +261,16 @@ void Connection::OnWritable() {
   if (output_pending() == 0) DeliverPending();
 }
 
-void Connection::OnTick(absl::Time now) {
+void Connection::OnTick(int64_t now_ms) {
   if (state_ == State::kAwaitingConnect) {
-    if (now - accepted_at_ > broker_->config().connect_timeout) {
+    if (now_ms - accepted_ms_ > absl::ToInt64Milliseconds(broker_->config().connect_timeout)) {
       broker_->counters().connect_timeouts.Increment();
       Close("no CONNECT within --connect_timeout", false);
     }
     return;
   }
   if (state_ == State::kConnected && keep_alive_ > 0 &&
-      now - last_received_ > absl::Milliseconds(1500) * keep_alive_) {
+      now_ms - last_received_ms_ > int64_t{1500} * keep_alive_) {
     broker_->counters().keepalive_timeouts.Increment();
     Close("keepalive timeout", true);
   }
@@ -268,6 +290,11 @@ void Connection::Close(std::string_view reason, bool publish_will) {
     broker_->counters().wills_published.Increment();
     broker_->Publish(message);
   }
+  if (broker_->config().log_connections) {
+    std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n",
+                 session_ ? client_id().c_str() : "-", PeerName().c_str(),
+                 static_cast<int>(reason.size()), reason.data());
+  }
   if (session_) {
     if (std::shared_ptr<Session> ended = broker_->sessions().Detach(session_, owner())) {
       broker_->DiscardSession(ended);
@@ -277,10 +304,6 @@ void Connection::Close(std::string_view reason, bool publish_will) {
   // Let already-queued output (a refusing CONNACK) reach the client before the fd goes.
   if (output_pending() > 0) FlushOutput();
   shutdown(fd_, SHUT_RDWR);
-  if (broker_->config().log_connections) {
-    std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n", client_id_.c_str(),
-                 peer_.c_str(), static_cast<int>(reason.size()), reason.data());
-  }
   worker_->ScheduleClose(this);
 }
 

@@ -24,8 +24,7 @@ class Worker;
 
 class Connection {
  public:
-  Connection(Broker* broker, Worker* worker, int fd, uint64_t id, std::string peer,
-             absl::Time now);
+  Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -40,8 +39,8 @@ class Connection {
   void FlushOutput();
   // Moves the session's queued messages into the output buffer, as the window allows.
   void DeliverPending();
-  // Keepalive (MQTT-3.1.2-24) and CONNECT timeouts.
-  void OnTick(absl::Time now);
+  // Keepalive (MQTT-3.1.2-24) and CONNECT timeouts; `now_ms` from MonotonicMillis().
+  void OnTick(int64_t now_ms);
   // Ends the connection. `publish_will`: the loss was abnormal (MQTT-3.1.2-8).
   void Close(std::string_view reason, bool publish_will);
 
@@ -49,7 +48,11 @@ class Connection {
   enum class State { kAwaitingConnect, kConnected, kClosing };
 
   SessionOwner owner() const;
-  void ProcessInput();
+  // Only for log lines: looked up when needed rather than kept per connection.
+  std::string PeerName() const;
+  const std::string& client_id() const { return session_->client_id(); }
+  // Handles every complete packet at the front of `data`; returns how many bytes it used.
+  size_t ProcessInput(std::string_view data);
   void HandlePacket(uint8_t first_byte, std::string_view body);
   void ProtocolViolation(std::string_view what);
   void Send(const codec::Packet& packet);
@@ -70,20 +73,17 @@ class Connection {
   Worker* const worker_;
   const int fd_;
   const uint64_t id_;
-  const std::string peer_;
 
   State state_ = State::kAwaitingConnect;
   codec::ProtocolVersion version_ = codec::ProtocolVersion::kV311;
-  absl::Time accepted_at_;
-  absl::Time last_received_;
+  int64_t accepted_ms_;
+  int64_t last_received_ms_;
   uint16_t keep_alive_ = 0;
-  std::string client_id_;
   std::optional<std::string> username_;
-  std::optional<codec::Will> will_;
+  std::unique_ptr<codec::Will> will_;  // a pointer: most clients have none
   std::shared_ptr<Session> session_;
 
-  std::string in_;
-  size_t in_offset_ = 0;
+  std::string in_;  // only the start of a packet that has not fully arrived yet
   std::string out_;
   size_t out_offset_ = 0;
   bool write_armed_ = false;

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,12 @@ namespace meshmq {
 namespace {
 constexpr int kMaxEventsPerWait = 256;
 }  // namespace
+
+int64_t MonotonicMillis() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1'000'000;
+}
 
 EventLoop::EventLoop() {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -79,8 +86,9 @@ void EventLoop::Run(Handler* handler, absl::Duration tick) {
   epoll_event events[kMaxEventsPerWait];
   absl::Time next_tick = absl::Now() + tick;
   while (!stopping_.load(std::memory_order_relaxed)) {
-    int timeout_ms = static_cast<int>(
-        absl::ToInt64Milliseconds(std::max(absl::ZeroDuration(), next_tick - absl::Now())));
+    // Round up: a deadline 0.4 ms away must sleep 1 ms, not spin with timeout 0 until it passes.
+    const absl::Duration until_tick = std::max(absl::ZeroDuration(), next_tick - absl::Now());
+    int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(until_tick, absl::Milliseconds(1))));
     int n = epoll_wait(epoll_fd_, events, kMaxEventsPerWait, timeout_ms);
     if (n < 0 && errno != EINTR) break;
     bool woken = false;

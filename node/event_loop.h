@@ -16,6 +16,10 @@
 
 namespace meshmq {
 
+// Milliseconds on a coarse monotonic clock: cheap enough to read on every socket read, and
+// immune to wall-clock jumps, which is what keepalive and CONNECT deadlines need.
+int64_t MonotonicMillis();
+
 class EventLoop {
  public:
   using Task = std::function<void()>;

@@ -62,13 +62,12 @@ void Connection::HandleConnect(codec::Connect& connect) {
     return;
   }
 
-  client_id_ = std::move(connect.client_id);
   username_ = std::move(connect.username);
   keep_alive_ = connect.keep_alive;
-  will_ = std::move(connect.will);
+  if (connect.will) will_ = std::make_unique<codec::Will>(std::move(*connect.will));
 
   SessionStore::AttachResult attach =
-      broker_->sessions().Attach(client_id_, connect.clean_session, owner(), username_);
+      broker_->sessions().Attach(connect.client_id, connect.clean_session, owner(), username_);
   if (attach.taken_over) {
     broker_->counters().takeovers.Increment();
     attach.taken_over->worker->Kick(attach.taken_over->connection_id);
@@ -85,7 +84,7 @@ void Connection::HandleConnect(codec::Connect& connect) {
 
   if (config.log_connections) {
     std::fprintf(stderr, "meshmqd: %s connected from %s (clean session %d, keepalive %u)\n",
-                 client_id_.c_str(), peer_.c_str(), static_cast<int>(connect.clean_session),
+                 client_id().c_str(), PeerName().c_str(), static_cast<int>(connect.clean_session),
                  keep_alive_);
   }
 }

@@ -33,7 +33,7 @@ void Connection::HandlePublish(codec::Publish& publish) {
   bool allowed = !IsSysTopic(publish.topic);
   if (allowed) {
     std::shared_ptr<const AuthConfig> auth = broker_->auth_if_acl();
-    if (auth && auth->acl && !auth->acl->CheckTopic(username_, client_id_, publish.topic,
+    if (auth && auth->acl && !auth->acl->CheckTopic(username_, client_id(), publish.topic,
                                             auth::AclFile::Access::kWrite)) {
       allowed = false;
     }

@@ -27,14 +27,14 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
       suback.return_codes.push_back(codec::kSubackFailure);
       continue;
     }
-    if (auth->acl && !auth->acl->CheckSubscribe(username_, client_id_, topic.filter)) {
+    if (auth->acl && !auth->acl->CheckSubscribe(username_, client_id(), topic.filter)) {
       broker_->counters().subscribe_denied.Increment();
       suback.return_codes.push_back(codec::kSubackFailure);
       continue;
     }
     const uint8_t qos = std::min<uint8_t>(topic.qos, 2);
     bool added = session_->AddSubscription(topic.filter, qos, [&] {
-      broker_->subscriptions().Insert(topic.filter, client_id_, SubscriberRef{session_, qos});
+      broker_->subscriptions().Insert(topic.filter, client_id(), SubscriberRef{session_, qos});
     });
     if (!added) {
       suback.return_codes.push_back(codec::kSubackFailure);
@@ -50,7 +50,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
     retained.clear();
     broker_->retained().Match(*filter, &retained);
     for (const MessagePtr& message : retained) {
-      if (auth->acl && !auth->acl->CheckTopic(username_, client_id_, message->topic,
+      if (auth->acl && !auth->acl->CheckTopic(username_, client_id(), message->topic,
                                               auth::AclFile::Access::kRead)) {
         continue;
       }
@@ -64,7 +64,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
 void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
   for (const std::string& filter : unsubscribe.filters) {
     session_->RemoveSubscription(filter,
-                                 [&] { broker_->subscriptions().Erase(filter, client_id_); });
+                                 [&] { broker_->subscriptions().Erase(filter, client_id()); });
   }
   codec::Unsuback unsuback;
   unsuback.packet_id = unsubscribe.packet_id;

@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "node/broker.h"
@@ -105,6 +106,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   RaiseFileLimit();
+  // Debian's Abseil is built with Mutex deadlock detection on: it tracks every mutex ever
+  // locked in a global graph (hundreds of bytes per session, and work on every lock). Our lock
+  // order is fixed and documented (Session -> TopicTrie), so the node runs without it.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   // Signals are taken by this thread alone (sigwait below); the workers inherit the mask.
   sigset_t signals;

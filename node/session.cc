@@ -8,13 +8,18 @@ namespace meshmq {
 Session::Session(std::string client_id, bool clean_session)
     : client_id_(std::move(client_id)), clean_session_(clean_session) {}
 
+std::deque<QueuedMessage>& Session::pending() {
+  if (!pending_) pending_ = std::make_unique<std::deque<QueuedMessage>>();
+  return *pending_;
+}
+
 std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits& limits,
                                              Counters* counters) {
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
   if (!owner_ && queued.qos == 0) return std::nullopt;
   if (queued.qos > 0 && limits.max_queued > 0) {
-    size_t waiting = pending_.size() - pending_qos0_;
+    size_t waiting = pending_size() - pending_qos0_;
     if (owner_) {
       const size_t window_room =
           limits.max_inflight > inflight_.size() ? limits.max_inflight - inflight_.size() : 0;
@@ -22,18 +27,19 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
     }
     if (waiting >= limits.max_queued) {
       // Make room: QoS 0 is the cheapest loss, so the oldest QoS 0 message goes first.
-      auto victim = pending_.begin();
+      std::deque<QueuedMessage>& queue = pending();
+      auto victim = queue.begin();
       if (pending_qos0_ > 0) {
-        victim = std::find_if(pending_.begin(), pending_.end(),
+        victim = std::find_if(queue.begin(), queue.end(),
                               [](const QueuedMessage& m) { return m.qos == 0; });
       }
       if (victim->qos == 0) --pending_qos0_;
-      pending_.erase(victim);
+      queue.erase(victim);
       counters->messages_dropped_queue_full.Increment();
     }
   }
   if (queued.qos == 0) ++pending_qos0_;
-  pending_.push_back(std::move(queued));
+  pending().push_back(std::move(queued));
   if (!owner_ || flush_scheduled_) return std::nullopt;
   flush_scheduled_ = true;
   return owner_;
@@ -69,11 +75,10 @@ bool Session::Detach(const SessionOwner& owner) {
   flush_scheduled_ = false;
   // QoS 0 messages are not kept for an offline session (see Enqueue).
   if (pending_qos0_ > 0) {
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [](const QueuedMessage& m) { return m.qos == 0; }),
-                   pending_.end());
+    std::erase_if(*pending_, [](const QueuedMessage& m) { return m.qos == 0; });
     pending_qos0_ = 0;
   }
+  if (pending_ && pending_->empty()) pending_.reset();
   return true;
 }
 
@@ -107,21 +112,23 @@ void Session::TakeSendable(const SessionOwner& owner, size_t max_inflight,
   absl::MutexLock lock(&mu_);
   if (!owner_ || !(*owner_ == owner)) return;
   flush_scheduled_ = false;
-  while (!pending_.empty()) {
-    QueuedMessage& front = pending_.front();
+  if (!pending_) return;
+  std::deque<QueuedMessage>& queue = *pending_;
+  while (!queue.empty()) {
+    QueuedMessage& front = queue.front();
     Outgoing o;
     if (front.qos > 0) {
       if (inflight_.size() >= max_inflight) break;  // window full: wait for an ack
       o.packet_id = NextPacketId();
       inflight_.push_back(Inflight{o.packet_id, front, false});
-      inflight_ids_.insert(o.packet_id);
     } else {
       --pending_qos0_;
     }
     o.queued = std::move(front);
-    pending_.pop_front();
+    queue.pop_front();
     out->push_back(std::move(o));
   }
+  if (queue.empty()) pending_.reset();
 }
 
 size_t Session::DropQueuedQos0(const SessionOwner& owner) {
@@ -130,24 +137,24 @@ size_t Session::DropQueuedQos0(const SessionOwner& owner) {
   flush_scheduled_ = false;
   const size_t dropped = pending_qos0_;
   if (dropped > 0) {
-    pending_.erase(std::remove_if(pending_.begin(), pending_.end(),
-                                  [](const QueuedMessage& m) { return m.qos == 0; }),
-                   pending_.end());
+    std::erase_if(*pending_, [](const QueuedMessage& m) { return m.qos == 0; });
     pending_qos0_ = 0;
+    if (pending_->empty()) pending_.reset();
   }
   return dropped;
 }
 
 uint16_t Session::NextPacketId() {
   // Packet ids in use must not be reused until acknowledged (MQTT-2.3.1-2); 0 is not valid.
-  // The caller guarantees fewer than 65535 are in flight (max_inflight is far below that).
+  // The caller guarantees fewer than 65535 are in flight (--max_inflight is at most 65535). Ids
+  // are handed out in rising order, so a collision is rare and only ever with an old message.
   do {
     last_packet_id_ = last_packet_id_ == 65535 ? 1 : last_packet_id_ + 1;
-  } while (inflight_ids_.contains(last_packet_id_));
+  } while (FindInflight(last_packet_id_) != inflight_.end());
   return last_packet_id_;
 }
 
-std::deque<Session::Inflight>::iterator Session::FindInflight(uint16_t packet_id) {
+std::vector<Session::Inflight>::iterator Session::FindInflight(uint16_t packet_id) {
   return std::find_if(inflight_.begin(), inflight_.end(),
                       [packet_id](const Inflight& f) { return f.packet_id == packet_id; });
 }
@@ -157,7 +164,6 @@ bool Session::OnPuback(uint16_t packet_id) {
   auto it = FindInflight(packet_id);
   if (it == inflight_.end() || it->queued.qos != 1) return false;
   inflight_.erase(it);
-  inflight_ids_.erase(packet_id);
   return true;
 }
 
@@ -176,18 +182,18 @@ bool Session::OnPubcomp(uint16_t packet_id) {
   auto it = FindInflight(packet_id);
   if (it == inflight_.end() || !it->awaiting_pubcomp) return false;
   inflight_.erase(it);
-  inflight_ids_.erase(packet_id);
   return true;
 }
 
 bool Session::RememberInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
-  return inbound_qos2_.insert(packet_id).second;
+  if (!inbound_qos2_) inbound_qos2_ = std::make_unique<absl::flat_hash_set<uint16_t>>();
+  return inbound_qos2_->insert(packet_id).second;
 }
 
 void Session::ForgetInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
-  inbound_qos2_.erase(packet_id);
+  if (inbound_qos2_) inbound_qos2_->erase(packet_id);
 }
 
 std::map<std::string, uint8_t> Session::subscriptions() const {
@@ -197,7 +203,7 @@ std::map<std::string, uint8_t> Session::subscriptions() const {
 
 size_t Session::queued_count() const {
   absl::MutexLock lock(&mu_);
-  return pending_.size();
+  return pending_size();
 }
 
 size_t Session::inflight_count() const {

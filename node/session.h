@@ -142,7 +142,8 @@ class Session {
     discarded_ = true;
     for (const auto& [filter, qos] : subscriptions_) erase_filter_from_trie(filter);
     subscriptions_.clear();
-    pending_.clear();
+    pending_.reset();
+    pending_qos0_ = 0;
     inflight_.clear();
   }
   std::map<std::string, uint8_t> subscriptions() const;
@@ -158,7 +159,12 @@ class Session {
   };
 
   uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::deque<Inflight>::iterator FindInflight(uint16_t packet_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<Inflight>::iterator FindInflight(uint16_t packet_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::deque<QueuedMessage>& pending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t pending_size() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pending_ ? pending_->size() : 0;
+  }
 
   const std::string client_id_;
   const bool clean_session_;
@@ -168,12 +174,14 @@ class Session {
   std::optional<std::string> username_ ABSL_GUARDED_BY(mu_);
   bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool discarded_ ABSL_GUARDED_BY(mu_) = false;
-  std::deque<QueuedMessage> pending_ ABSL_GUARDED_BY(mu_);
+  // Allocated on first use and freed when drained: most sessions are idle most of the time,
+  // and an empty libstdc++ deque still costs over 500 bytes.
+  std::unique_ptr<std::deque<QueuedMessage>> pending_ ABSL_GUARDED_BY(mu_);
   size_t pending_qos0_ ABSL_GUARDED_BY(mu_) = 0;  // lets a full queue skip the QoS 0 scan
-  std::deque<Inflight> inflight_ ABSL_GUARDED_BY(mu_);  // in send order
-  absl::flat_hash_set<uint16_t> inflight_ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<Inflight> inflight_ ABSL_GUARDED_BY(mu_);  // in send order, at most max_inflight
   uint16_t last_packet_id_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_set<uint16_t> inbound_qos2_ ABSL_GUARDED_BY(mu_);
+  // Allocated on the first inbound QoS 2 message.
+  std::unique_ptr<absl::flat_hash_set<uint16_t>> inbound_qos2_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, uint8_t> subscriptions_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -44,16 +44,18 @@ void Worker::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::AdoptSocket(int fd, std::string peer) {
-  Post([this, fd, peer = std::move(peer)]() mutable {
-    uint64_t id = next_connection_id.fetch_add(1);
-    auto connection = std::make_unique<Connection>(broker_, this, fd, id, std::move(peer),
-                                                   absl::Now());
-    if (!loop_.Add(fd, id, EPOLLIN | EPOLLRDHUP)) {
-      connection->Close("epoll registration failed", false);
+void Worker::AdoptSockets(std::vector<int> fds) {
+  Post([this, fds = std::move(fds)] {
+    const int64_t now_ms = MonotonicMillis();
+    for (int fd : fds) {
+      uint64_t id = next_connection_id.fetch_add(1);
+      auto connection = std::make_unique<Connection>(broker_, this, fd, id, now_ms);
+      if (!loop_.Add(fd, id, EPOLLIN | EPOLLRDHUP)) {
+        connection->Close("epoll registration failed", false);
+      }
+      stats_.connections.fetch_add(1, std::memory_order_relaxed);
+      connections_.emplace(id, std::move(connection));
     }
-    stats_.connections.fetch_add(1, std::memory_order_relaxed);
-    connections_.emplace(id, std::move(connection));
   });
 }
 
@@ -116,7 +118,8 @@ void Worker::OnIterationEnd() {
 }
 
 void Worker::OnTick(absl::Time now) {
-  for (auto& [id, connection] : connections_) connection->OnTick(now);
+  const int64_t now_ms = MonotonicMillis();
+  for (auto& [id, connection] : connections_) connection->OnTick(now_ms);
   if (index_ == 0 && broker_->config().sys_interval > absl::ZeroDuration() &&
       now >= next_sys_publish_) {
     broker_->PublishSysTopics();
