@@ -29,7 +29,7 @@ Worker::~Worker() {
 
 void Worker::Start() {
   thread_ = std::thread([this] {
-    thread_id_ = std::this_thread::get_id();
+    thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     loop_.Run(this, kTick);
     // Shut down: every connection goes. The clients sent no DISCONNECT, so their wills are
     // published, as Mosquitto does (retained wills outlive the node).

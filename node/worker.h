@@ -53,7 +53,9 @@ class Worker : public EventLoop::Handler {
   void RequestFlush(uint64_t connection_id);
   // Closes `connection_id` because another connection took its client id over.
   void Kick(uint64_t connection_id);
-  bool InWorkerThread() const { return std::this_thread::get_id() == thread_id_; }
+  bool InWorkerThread() const {
+    return std::this_thread::get_id() == thread_id_.load(std::memory_order_relaxed);
+  }
 
   // --- Worker thread ---
   // Output is written once per loop iteration, however many packets were queued.
@@ -74,7 +76,7 @@ class Worker : public EventLoop::Handler {
   const int index_;
   EventLoop loop_;
   std::thread thread_;
-  std::thread::id thread_id_;
+  std::atomic<std::thread::id> thread_id_;  // read by publishers on other workers
   Stats stats_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<uint64_t> flush_requests_;
