@@ -18,6 +18,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -36,11 +38,12 @@ ABSL_FLAG(uint64_t, max_packet_size, 16 << 20,
           "Largest packet accepted from a client, in bytes; larger ones close the connection");
 ABSL_FLAG(uint64_t, max_inflight, 20, "Outgoing QoS 1/2 messages awaiting ack, per client");
 ABSL_FLAG(uint64_t, max_queued_messages, 1000,
-          "Messages queued per session for an offline or slow client; then the oldest QoS 0, "
-          "else the oldest message, is dropped");
+          "QoS 1/2 messages that may wait per session (while offline, or beyond the in-flight "
+          "window); when full, the oldest QoS 0, else the oldest waiting message, is dropped");
 ABSL_FLAG(uint64_t, max_connections, 50000, "Connections accepted at once; more are closed");
 ABSL_FLAG(uint64_t, max_output_buffer, 16 << 20,
-          "Bytes buffered for a client that reads slowly before its messages wait in the queue");
+          "Bytes buffered for a client that reads slowly; beyond that its QoS 0 messages are "
+          "dropped and QoS 1/2 ones wait in its queue");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "Time a new connection has to send CONNECT");
 ABSL_FLAG(absl::Duration, sys_interval, absl::Seconds(10),
@@ -89,6 +92,14 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "passwd") == 0) {
     return meshmq::RunPasswdCommand(std::vector<std::string>(argv + 2, argv + argc));
   }
+  // --help lists meshmqd's own flags (absl would otherwise look for a file named after the
+  // binary and find none).
+  absl::FlagsUsageConfig usage_config;
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "node/main.cc");
+  };
+  usage_config.contains_helpshort_flags = usage_config.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage_config);
   absl::SetProgramUsageMessage(
       "meshmq node.\n  meshmqd [--flags]\n  meshmqd passwd [-c] [-b] [-D] FILE USER [PASSWORD]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
