@@ -1,6 +1,7 @@
 """Resource limits: --max_packet_size, --max_connections, --max_inflight,
---max_queued_messages."""
+--max_queued_messages, --max_output_buffer."""
 
+import socket
 import unittest
 
 from meshmq_harness import (BrokerTestCase, SysWatcher, connack, connack_rc, connect, disconnect,
@@ -202,6 +203,31 @@ class MaxQueuedTest(BrokerTestCase):
         self.assertEqual(got, [b"m3", b"m4", b"m5", b"m6", b"m7"])
         sys.wait_counter_at_least("messages_dropped_queue_full", before + 3)
         self.assertEqual(sys.counter("messages_dropped_queue_full"), before + 3)
+
+
+class OutputBufferTest(BrokerTestCase):
+
+    broker_flags = {"max_output_buffer": 65536, "sys_interval": "1s"}
+
+    @meshmq_only("meshmq's --max_output_buffer and its $SYS counter")
+    def test_reader_that_never_reads_loses_qos0_not_the_broker(self):
+        t = self.topic()
+        sys = SysWatcher(self)
+        before = sys.counter_now("messages_dropped_output_buffer")
+        stalled = self.raw_connected()
+        stalled.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.send(subscribe(1, [(t, 0)]))
+        stalled.expect(suback(1, [0]))
+        # Far more than the socket buffers and the 64 KiB output buffer can hold: the stalled
+        # reader's backlog is capped and the excess dropped, counted.
+        pub = self.raw_connected()
+        chunk = b"x" * 60000
+        for _ in range(400):
+            pub.send(publish(t, chunk))
+        pub.ping()  # the broker has handled every publish before answering
+        sys.wait_counter_at_least("messages_dropped_output_buffer", before + 1)
+        # Everyone else is still served.
+        self.assert_broker_serves()
 
 
 if __name__ == "__main__":
