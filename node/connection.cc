@@ -33,6 +33,7 @@ constexpr size_t kReadChunk = 64 * 1024;
 constexpr size_t kMaxReadPerIteration = 1 << 20;
 // An empty buffer larger than this is given back, so idle connections stay small.
 constexpr size_t kMaxIdleBufferCapacity = 64 * 1024;
+constexpr int kMaxRejectionLogsPerSecond = 20;
 
 }  // namespace
 
@@ -115,14 +116,15 @@ size_t Connection::ProcessInput(std::string_view data) {
     codec::Frame frame = codec::ParseFrame(rest, max_packet_size);
     if (frame.status == codec::Frame::Status::kIncomplete) break;
     if (frame.status == codec::Frame::Status::kMalformed) {
-      broker_->counters().packets_malformed.Increment();
-      Close("malformed remaining length", true);
+      ProtocolViolation("malformed remaining length");
       break;
     }
     if (frame.status == codec::Frame::Status::kTooLarge) {
       broker_->counters().packets_too_large.Increment();
-      Close(absl::StrCat("packet of ", frame.total_size(), " bytes exceeds --max_packet_size"),
-            true);
+      std::string why =
+          absl::StrCat("packet of ", frame.total_size(), " bytes exceeds --max_packet_size");
+      LogRejection(why);
+      Close(why, true);
       break;
     }
     HandlePacket(frame.first_byte, rest.substr(frame.header_size, frame.remaining_length));
@@ -133,7 +135,24 @@ size_t Connection::ProcessInput(std::string_view data) {
 
 void Connection::ProtocolViolation(std::string_view what) {
   broker_->counters().packets_malformed.Increment();
+  LogRejection(what);
   Close(what, true);
+}
+
+void Connection::LogRejection(std::string_view what) {
+  // Operators must be able to see why a client was thrown out, but a flood of bad input must
+  // not become a flood of log lines: at most kMaxRejectionLogsPerSecond per worker.
+  thread_local int64_t window_start_ms = 0;
+  thread_local int logged_in_window = 0;
+  const int64_t now_ms = MonotonicMillis();
+  if (now_ms - window_start_ms >= 1000) {
+    window_start_ms = now_ms;
+    logged_in_window = 0;
+  }
+  if (++logged_in_window > kMaxRejectionLogsPerSecond) return;
+  std::fprintf(stderr, "meshmqd: closing %s (%s): %.*s\n",
+               session_ ? client_id().c_str() : "connection before CONNECT", PeerName().c_str(),
+               static_cast<int>(what.size()), what.data());
 }
 
 void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
@@ -153,8 +172,7 @@ void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
       RefuseConnect(codec::connack::kUnacceptableProtocolVersion, error->what);
       return;
     }
-    broker_->counters().packets_malformed.Increment();
-    Close(error->what, true);
+    ProtocolViolation(error->what);
     return;
   }
   codec::Packet& packet = std::get<codec::Packet>(result);

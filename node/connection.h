@@ -54,7 +54,9 @@ class Connection {
   // Handles every complete packet at the front of `data`; returns how many bytes it used.
   size_t ProcessInput(std::string_view data);
   void HandlePacket(uint8_t first_byte, std::string_view body);
+  // Malformed input or a protocol violation: counted, logged, connection closed (MQTT-4.8.0-1).
   void ProtocolViolation(std::string_view what);
+  void LogRejection(std::string_view what);
   void Send(const codec::Packet& packet);
   void WriteOutgoing(const Outgoing& outgoing);
   size_t output_pending() const { return out_.size() - out_offset_; }
