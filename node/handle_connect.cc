@@ -1,6 +1,7 @@
 // CONNECT (MQTT 3.1.1 section 3.1) and its answer, CONNACK (3.2).
 //
 // - An unsupported protocol level gets CONNACK 0x01 and the connection is closed (MQTT-3.1.2-2).
+//   Level 5 is decoded by the codec but refused here the same way until MQTT 5 is served.
 // - An empty client id is given a generated one if Clean Session is 1 (MQTT-3.1.3-6); with Clean
 //   Session 0 it gets 0x02, identifier rejected (MQTT-3.1.3-8).
 // - A username that fails the password file gets 0x04; a client without credentials where
@@ -26,6 +27,12 @@ void Connection::RefuseConnect(uint8_t return_code, std::string_view why) {
 }
 
 void Connection::HandleConnect(codec::Connect& connect) {
+  if (connect.version == codec::ProtocolVersion::kV5) {
+    // MQTT 5 is not served yet: answer as a 3.1.1 server that does not know level 5, which
+    // MQTT 5 clients understand (and paho, for one, then falls back on request).
+    RefuseConnect(codec::connack::kUnacceptableProtocolVersion, "MQTT 5 is not supported yet");
+    return;
+  }
   version_ = connect.version;
   const BrokerConfig& config = broker_->config();
 
