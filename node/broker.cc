@@ -66,8 +66,8 @@ absl::Status Broker::Start() {
   acceptor_ = std::move(*acceptor);
   mqtt_port_ = acceptor_->port();
 
-  int count = config_.workers > 0 ? config_.workers
-                                  : std::max(1u, std::thread::hardware_concurrency());
+  int count =
+      config_.workers > 0 ? config_.workers : std::max(1u, std::thread::hardware_concurrency());
   std::vector<Worker*> workers;
   for (int i = 0; i < count; ++i) {
     workers_.push_back(std::make_unique<Worker>(this, i));
@@ -109,9 +109,8 @@ void Broker::Publish(const MessagePtr& message) {
   // Collect under the trie's reader lock, deliver after releasing it.
   thread_local std::vector<SubscriberRef> matches;
   matches.clear();
-  subscriptions_.Match(message->topic, [](const std::string&, const SubscriberRef& ref) {
-    matches.push_back(ref);
-  });
+  subscriptions_.Match(
+      message->topic, [](const std::string&, const SubscriberRef& ref) { matches.push_back(ref); });
   if (matches.empty()) return;
   // Overlapping subscriptions of one client deliver once, at the highest granted QoS
   // (MQTT-3.3.5-1).
@@ -129,23 +128,22 @@ void Broker::Publish(const MessagePtr& message) {
 
   std::shared_ptr<const AuthConfig> auth = auth_if_acl();
   for (const SubscriberRef& ref : matches) {
-    if (auth && auth->acl && !auth->acl->CheckTopic(ref.session->username(), ref.session->client_id(),
-                                       message->topic, auth::AclFile::Access::kRead)) {
+    if (auth && auth->acl &&
+        !auth->acl->CheckTopic(ref.session->username(), ref.session->client_id(), message->topic,
+                               auth::AclFile::Access::kRead)) {
       continue;
     }
     // Forwarded copies carry RETAIN=0 (MQTT-3.3.1-9) and QoS min(published, granted).
-    std::optional<SessionOwner> wake =
-        ref.session->Enqueue(QueuedMessage{message, std::min(message->qos, ref.qos), false},
-                             queue_limits(), &counters_);
+    std::optional<SessionOwner> wake = ref.session->Enqueue(
+        QueuedMessage{message, std::min(message->qos, ref.qos), false}, queue_limits(), &counters_);
     if (wake) wake->worker->RequestFlush(wake->connection_id);
   }
   matches.clear();
 }
 
 void Broker::DiscardSession(const std::shared_ptr<Session>& session) {
-  session->Discard([&](const std::string& filter) {
-    subscriptions_.Erase(filter, session->client_id());
-  });
+  session->Discard(
+      [&](const std::string& filter) { subscriptions_.Erase(filter, session->client_id()); });
 }
 
 void Broker::PublishSysTopics() {

@@ -201,12 +201,15 @@ void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
       packet);
 }
 
+void Connection::ScheduleWrite() {
+  if (write_marked_) return;
+  write_marked_ = true;
+  worker_->MarkForWrite(this);
+}
+
 void Connection::Send(const codec::Packet& packet) {
   codec::Encode(packet, version_, &out_);
-  if (!write_marked_) {
-    write_marked_ = true;
-    worker_->MarkForWrite(this);
-  }
+  ScheduleWrite();
 }
 
 void Connection::WriteOutgoing(const Outgoing& outgoing) {
@@ -218,10 +221,7 @@ void Connection::WriteOutgoing(const Outgoing& outgoing) {
                          outgoing.dup, outgoing.packet_id, nullptr, version_, &out_);
     worker_->mutable_stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
   }
-  if (!write_marked_) {
-    write_marked_ = true;
-    worker_->MarkForWrite(this);
-  }
+  ScheduleWrite();
 }
 
 void Connection::DeliverPending() {

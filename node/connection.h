@@ -57,6 +57,8 @@ class Connection {
   // Malformed input or a protocol violation: counted, logged, connection closed (MQTT-4.8.0-1).
   void ProtocolViolation(std::string_view what);
   void LogRejection(std::string_view what);
+  // Output is written once at the end of the loop iteration, however many packets were added.
+  void ScheduleWrite();
   void Send(const codec::Packet& packet);
   void WriteOutgoing(const Outgoing& outgoing);
   size_t output_pending() const { return out_.size() - out_offset_; }

@@ -8,6 +8,16 @@ namespace meshmq {
 Session::Session(std::string client_id, bool clean_session)
     : client_id_(std::move(client_id)), clean_session_(clean_session) {}
 
+size_t Session::DropPendingQos0() {
+  const size_t dropped = pending_qos0_;
+  if (dropped > 0) {
+    std::erase_if(*pending_, [](const QueuedMessage& m) { return m.qos == 0; });
+    pending_qos0_ = 0;
+    if (pending_->empty()) pending_.reset();
+  }
+  return dropped;
+}
+
 std::deque<QueuedMessage>& Session::pending() {
   if (!pending_) pending_ = std::make_unique<std::deque<QueuedMessage>>();
   return *pending_;
@@ -74,11 +84,7 @@ bool Session::Detach(const SessionOwner& owner) {
   owner_.reset();
   flush_scheduled_ = false;
   // QoS 0 messages are not kept for an offline session (see Enqueue).
-  if (pending_qos0_ > 0) {
-    std::erase_if(*pending_, [](const QueuedMessage& m) { return m.qos == 0; });
-    pending_qos0_ = 0;
-  }
-  if (pending_ && pending_->empty()) pending_.reset();
+  DropPendingQos0();
   return true;
 }
 
@@ -135,13 +141,7 @@ size_t Session::DropQueuedQos0(const SessionOwner& owner) {
   absl::MutexLock lock(&mu_);
   if (!owner_ || !(*owner_ == owner)) return 0;
   flush_scheduled_ = false;
-  const size_t dropped = pending_qos0_;
-  if (dropped > 0) {
-    std::erase_if(*pending_, [](const QueuedMessage& m) { return m.qos == 0; });
-    pending_qos0_ = 0;
-    if (pending_->empty()) pending_.reset();
-  }
-  return dropped;
+  return DropPendingQos0();
 }
 
 uint16_t Session::NextPacketId() {

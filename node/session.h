@@ -162,6 +162,8 @@ class Session {
   std::vector<Inflight>::iterator FindInflight(uint16_t packet_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::deque<QueuedMessage>& pending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes every queued QoS 0 message; returns how many.
+  size_t DropPendingQos0() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   size_t pending_size() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return pending_ ? pending_->size() : 0;
   }
@@ -177,7 +179,7 @@ class Session {
   // Allocated on first use and freed when drained: most sessions are idle most of the time,
   // and an empty libstdc++ deque still costs over 500 bytes.
   std::unique_ptr<std::deque<QueuedMessage>> pending_ ABSL_GUARDED_BY(mu_);
-  size_t pending_qos0_ ABSL_GUARDED_BY(mu_) = 0;  // lets a full queue skip the QoS 0 scan
+  size_t pending_qos0_ ABSL_GUARDED_BY(mu_) = 0;         // lets a full queue skip the QoS 0 scan
   std::vector<Inflight> inflight_ ABSL_GUARDED_BY(mu_);  // in send order, at most max_inflight
   uint16_t last_packet_id_ ABSL_GUARDED_BY(mu_) = 0;
   // Allocated on the first inbound QoS 2 message.
