@@ -30,8 +30,8 @@ struct ListenAddress {
 absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("listen address '", listen,
-                                                   "' is not HOST:PORT"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address '", listen, "' is not HOST:PORT"));
   }
   ListenAddress a;
   a.host = listen.substr(0, colon);
@@ -39,8 +39,8 @@ absl::StatusOr<ListenAddress> ParseListen(const std::string& listen) {
     a.host = a.host.substr(1, a.host.size() - 2);
   }
   if (!absl::SimpleAtoi(listen.substr(colon + 1), &a.port) || a.port < 0 || a.port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat("listen address '", listen,
-                                                   "' has no valid port"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address '", listen, "' has no valid port"));
   }
   if (a.host.empty()) a.host = "0.0.0.0";
   return a;
@@ -80,9 +80,8 @@ absl::StatusOr<std::unique_ptr<Acceptor>> Acceptor::Bind(const std::string& list
   sockaddr_storage bound{};
   socklen_t bound_length = sizeof(bound);
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bound_length);
-  int port = bound.ss_family == AF_INET
-                 ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
-                 : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  int port = bound.ss_family == AF_INET ? ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port)
+                                        : ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
   return std::unique_ptr<Acceptor>(new Acceptor(fd, port, broker));
 }
 
@@ -111,6 +110,7 @@ void Acceptor::Stop() {
 
 void Acceptor::OnIo(uint64_t token, uint32_t events) {
   std::vector<std::vector<int>> batches(workers_.size());
+  std::vector<std::vector<int>> refusals(workers_.size());
   for (int accepted = 0; accepted < 1024; ++accepted) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -128,17 +128,24 @@ void Acceptor::OnIo(uint64_t token, uint32_t events) {
       }
       break;  // EAGAIN: nothing more pending
     }
+    bool over_quota = false;
     if (!broker_->TryAddConnection()) {
-      close(fd);
-      broker_->counters().connections_refused_max.Increment();
-      continue;
+      // Beyond --max_connections: a few are kept just long enough to be told why at CONNECT
+      // (CONNACK "quota exceeded"); past that they are closed at once.
+      if (!broker_->TryAddRefusal()) {
+        close(fd);
+        broker_->counters().connections_refused_max.Increment();
+        continue;
+      }
+      over_quota = true;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    batches[next_worker_++ % workers_.size()].push_back(fd);
+    (over_quota ? refusals : batches)[next_worker_++ % workers_.size()].push_back(fd);
   }
   for (size_t i = 0; i < batches.size(); ++i) {
-    if (!batches[i].empty()) workers_[i]->AdoptSockets(std::move(batches[i]));
+    if (!batches[i].empty()) workers_[i]->AdoptSockets(std::move(batches[i]), false);
+    if (!refusals[i].empty()) workers_[i]->AdoptSockets(std::move(refusals[i]), true);
   }
 }
 

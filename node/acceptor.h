@@ -19,8 +19,7 @@ class Worker;
 class Acceptor : public EventLoop::Handler {
  public:
   // Binds `listen` ("HOST:PORT", "[V6]:PORT"; port 0 picks a free port).
-  static absl::StatusOr<std::unique_ptr<Acceptor>> Bind(const std::string& listen,
-                                                         Broker* broker);
+  static absl::StatusOr<std::unique_ptr<Acceptor>> Bind(const std::string& listen, Broker* broker);
   ~Acceptor() override;
 
   int port() const { return port_; }

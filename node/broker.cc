@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "node/acceptor.h"
+#include "node/event_loop.h"
 #include "node/worker.h"
 
 namespace meshmq {
@@ -98,52 +99,196 @@ bool Broker::TryAddConnection() {
 
 void Broker::RemoveConnection() { connections_.fetch_sub(1); }
 
+bool Broker::TryAddRefusal() {
+  if (refusals_.fetch_add(1) >= kMaxPendingRefusals) {
+    refusals_.fetch_sub(1);
+    return false;
+  }
+  return true;
+}
+
+void Broker::RemoveRefusal() { refusals_.fetch_sub(1); }
+
 std::string Broker::GenerateClientId() {
   thread_local std::mt19937_64 random(std::random_device{}());
   return absl::StrFormat("meshmq-%016x-%d", random(), next_client_number_.fetch_add(1));
 }
 
-void Broker::Publish(const MessagePtr& message) {
+namespace {
+
+// Overlapping subscriptions of one session deliver one copy (MQTT-3.3.5-1, MQTT 5 3.3.4): at
+// the highest QoS any of them grants, with every Subscription Identifier among them. Returns false
+// if none of them takes the message (all No Local, and the session published it).
+// `Ref` is SubscriberRef or SharedGroup::Member: anything with `session` and `options`.
+template <typename Ref>
+bool MergeMatches(const MessagePtr& message, const Session* origin, const Ref* begin,
+                  const Ref* end, QueuedMessage* queued) {
+  bool any = false;
+  for (const Ref* ref = begin; ref != end; ++ref) {
+    const SubscriptionOptions& options = ref->options;
+    if (options.no_local && ref->session.get() == origin) continue;
+    const uint8_t qos = std::min(message->qos, options.qos);
+    // Forwarded copies carry RETAIN=0 (MQTT-3.3.1-9) unless Retain As Published asks otherwise.
+    const bool retain = options.retain_as_published && message->retain;
+    if (!any || qos > queued->qos) queued->qos = qos;
+    queued->retain = (any && queued->retain) || retain;
+    if (options.subscription_id != 0) queued->subscription_ids.push_back(options.subscription_id);
+    any = true;
+  }
+  return any;
+}
+
+}  // namespace
+
+bool Broker::ReadAllowed(const AuthConfig* auth, const Session& session,
+                         const std::string& topic) const {
+  return auth == nullptr || !auth->acl ||
+         auth->acl->CheckTopic(session.username(), session.client_id(), topic,
+                               auth::AclFile::Access::kRead);
+}
+
+void Broker::Deliver(Session& session, QueuedMessage queued) {
+  std::optional<SessionOwner> wake = session.Enqueue(std::move(queued), queue_limits(), &counters_);
+  if (wake) wake->worker->RequestFlush(wake->connection_id);
+}
+
+size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
   if (message->retain) retained_.Set(message);
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+  size_t delivered = 0;
 
   // Collect under the trie's reader lock, deliver after releasing it.
   thread_local std::vector<SubscriberRef> matches;
   matches.clear();
   subscriptions_.Match(
       message->topic, [](const std::string&, const SubscriberRef& ref) { matches.push_back(ref); });
-  if (matches.empty()) return;
-  // Overlapping subscriptions of one client deliver once, at the highest granted QoS
-  // (MQTT-3.3.5-1).
   if (matches.size() > 1) {
     std::sort(matches.begin(), matches.end(), [](const SubscriberRef& a, const SubscriberRef& b) {
-      return a.session.get() < b.session.get() ||
-             (a.session.get() == b.session.get() && a.qos > b.qos);
+      return a.session.get() < b.session.get();
     });
-    matches.erase(std::unique(matches.begin(), matches.end(),
-                              [](const SubscriberRef& a, const SubscriberRef& b) {
-                                return a.session.get() == b.session.get();
-                              }),
-                  matches.end());
   }
-
-  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
-  for (const SubscriberRef& ref : matches) {
-    if (auth && auth->acl &&
-        !auth->acl->CheckTopic(ref.session->username(), ref.session->client_id(), message->topic,
-                               auth::AclFile::Access::kRead)) {
-      continue;
-    }
-    // Forwarded copies carry RETAIN=0 (MQTT-3.3.1-9) and QoS min(published, granted).
-    std::optional<SessionOwner> wake = ref.session->Enqueue(
-        QueuedMessage{message, std::min(message->qos, ref.qos), false}, queue_limits(), &counters_);
-    if (wake) wake->worker->RequestFlush(wake->connection_id);
+  for (size_t i = 0; i < matches.size();) {
+    size_t j = i + 1;
+    while (j < matches.size() && matches[j].session == matches[i].session) ++j;
+    Session& session = *matches[i].session;
+    QueuedMessage queued;
+    const bool wanted = MergeMatches(message, origin, &matches[i], matches.data() + j, &queued);
+    i = j;
+    if (!wanted || !ReadAllowed(auth.get(), session, message->topic)) continue;
+    queued.message = message;
+    Deliver(session, std::move(queued));
+    ++delivered;
   }
   matches.clear();
+
+  if (shared_memberships_.load(std::memory_order_relaxed) > 0) {
+    thread_local std::vector<std::shared_ptr<SharedGroup>> groups;
+    groups.clear();
+    shared_.Match(message->topic,
+                  [](const std::shared_ptr<SharedGroup>& group) { groups.push_back(group); });
+    for (std::shared_ptr<SharedGroup>& group : groups) {
+      std::optional<SharedGroup::Member> member = group->Pick();
+      if (!member || !ReadAllowed(auth.get(), *member->session, message->topic)) continue;
+      QueuedMessage queued;
+      MergeMatches(message, nullptr, &*member, &*member + 1, &queued);
+      queued.message = message;
+      queued.shared_group = std::move(group);
+      Deliver(*member->session, std::move(queued));
+      ++delivered;
+    }
+    groups.clear();
+  }
+  return delivered;
+}
+
+Session::AddResult Broker::Subscribe(const std::shared_ptr<Session>& session,
+                                     const std::string& filter,
+                                     const SubscriptionOptions& options) {
+  SharedFilter shared;
+  const bool is_shared = ClassifyFilter(filter, &shared) == FilterKind::kShared;
+  return session->AddSubscription(filter, options, config_.max_subscriptions, [&] {
+    if (!is_shared) {
+      subscriptions_.Insert(filter, session->client_id(), SubscriberRef{session, options});
+    } else if (shared_.Subscribe(shared.group, shared.filter, session, options)) {
+      shared_memberships_.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+}
+
+bool Broker::Unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter) {
+  return session->RemoveSubscription(filter, [&] { EraseFromIndex(filter, session->client_id()); });
+}
+
+void Broker::EraseFromIndex(const std::string& filter, const std::string& client_id) {
+  SharedFilter shared;
+  if (ClassifyFilter(filter, &shared) != FilterKind::kShared) {
+    subscriptions_.Erase(filter, client_id);
+  } else if (shared_.Unsubscribe(shared.group, shared.filter, client_id)) {
+    shared_memberships_.fetch_sub(1, std::memory_order_relaxed);
+  }
+}
+
+void Broker::RedeliverShared(std::vector<QueuedMessage> messages,
+                             const std::shared_ptr<Session>& from) {
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+  for (QueuedMessage& queued : messages) {
+    std::optional<SharedGroup::Member> member = queued.shared_group->Pick(from.get());
+    if (!member || !ReadAllowed(auth.get(), *member->session, queued.message->topic)) {
+      Deliver(*from, std::move(queued));  // nobody else: it waits for its first receiver
+      continue;
+    }
+    counters_.shared_redeliveries.Increment();
+    queued.qos = std::min(queued.message->qos, member->options.qos);
+    queued.subscription_ids.clear();
+    if (member->options.subscription_id != 0) {
+      queued.subscription_ids.push_back(member->options.subscription_id);
+    }
+    Deliver(*member->session, std::move(queued));
+  }
 }
 
 void Broker::DiscardSession(const std::shared_ptr<Session>& session) {
   session->Discard(
-      [&](const std::string& filter) { subscriptions_.Erase(filter, session->client_id()); });
+      [&](const std::string& filter) { EraseFromIndex(filter, session->client_id()); });
+  if (MessagePtr will = CancelWill(session->client_id())) PublishWill(will);
+}
+
+void Broker::ScheduleWill(const std::string& client_id, MessagePtr will, int64_t publish_at_ms) {
+  counters_.wills_delayed.Increment();
+  absl::MutexLock lock(&wills_mu_);
+  pending_wills_[client_id] = PendingWill{std::move(will), publish_at_ms};
+}
+
+MessagePtr Broker::CancelWill(const std::string& client_id) {
+  absl::MutexLock lock(&wills_mu_);
+  auto it = pending_wills_.find(client_id);
+  if (it == pending_wills_.end()) return nullptr;
+  MessagePtr will = std::move(it->second.message);
+  pending_wills_.erase(it);
+  return will;
+}
+
+void Broker::PublishWill(const MessagePtr& will) {
+  counters_.wills_published.Increment();
+  Publish(will);
+}
+
+void Broker::Housekeeping(int64_t now_ms) {
+  for (const std::shared_ptr<Session>& session : sessions_.ExpireDue(now_ms)) {
+    counters_.sessions_expired.Increment();
+    DiscardSession(session);
+  }
+  std::vector<MessagePtr> due;
+  {
+    absl::MutexLock lock(&wills_mu_);
+    // Few clients have a delayed will pending at any moment, so a scan per tick is cheap.
+    absl::erase_if(pending_wills_, [&](const auto& entry) {
+      if (entry.second.publish_at_ms > now_ms) return false;
+      due.push_back(entry.second.message);
+      return true;
+    });
+  }
+  for (const MessagePtr& will : due) PublishWill(will);
 }
 
 void Broker::PublishSysTopics() {

@@ -26,6 +26,8 @@
 #include "node/retained_store.h"
 #include "node/session.h"
 #include "node/session_store.h"
+#include "node/shared_subscriptions.h"
+#include "node/subscription.h"
 #include "node/topic_trie.h"
 
 namespace meshmq {
@@ -36,7 +38,7 @@ class Worker;
 // What the trie stores per (filter, client id).
 struct SubscriberRef {
   std::shared_ptr<Session> session;
-  uint8_t qos = 0;
+  SubscriptionOptions options;
 };
 
 // The authentication and authorization in force; replaced whole on SIGHUP.
@@ -66,6 +68,7 @@ class Broker {
   Counters& counters() { return counters_; }
   SessionStore& sessions() { return sessions_; }
   TopicTrie<SubscriberRef>& subscriptions() { return subscriptions_; }
+  SharedSubscriptions& shared_subscriptions() { return shared_; }
   RetainedStore& retained() { return retained_; }
   std::shared_ptr<const AuthConfig> auth() const { return std::atomic_load(&auth_); }
   // The ACL in force, or null. Cheap when there is none: std::atomic_load of a shared_ptr takes
@@ -77,10 +80,31 @@ class Broker {
   absl::Time started_at() const { return started_at_; }
 
   // Routes `message` to every matching subscription and, if it is retained, stores it
-  // (MQTT-3.3.1-5). Callable from any thread.
-  void Publish(const MessagePtr& message);
-  // Removes an ended session's subscriptions from the trie.
+  // (MQTT-3.3.1-5). `origin` is the publisher's session, for No Local (MQTT 5 3.8.3.1), or null.
+  // Returns how many sessions it was given to (0: MQTT 5's "No matching subscribers").
+  // Callable from any thread.
+  size_t Publish(const MessagePtr& message, const Session* origin = nullptr);
+  // Subscribes `session` to `filter` ("$share/..." included, which must be valid) with
+  // `options`, in the session's record and in the routing index. See Session::AddSubscription.
+  Session::AddResult Subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
+                               const SubscriptionOptions& options);
+  // Returns true if the session had the subscription.
+  bool Unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter);
+  // Gives messages a departed member of a shared subscription did not acknowledge to other
+  // members of their groups (MQTT 5 4.8.2), or back to `from`'s session if it is the only one.
+  void RedeliverShared(std::vector<QueuedMessage> messages, const std::shared_ptr<Session>& from);
+  // Ends a session: removes its subscriptions and publishes its will if one is still pending.
   void DiscardSession(const std::shared_ptr<Session>& session);
+
+  // Wills with a Will Delay Interval (MQTT 5 3.1.3.2.2): published at `publish_at_ms`
+  // (MonotonicMillis()) unless the client id connects again before; Cancel returns the pending
+  // will, if any, so a caller whose new connection ends the old session can publish it now.
+  void ScheduleWill(const std::string& client_id, MessagePtr will, int64_t publish_at_ms);
+  MessagePtr CancelWill(const std::string& client_id);
+  // Publishes a will (counted), now.
+  void PublishWill(const MessagePtr& will);
+  // Worker 0 calls this every tick: ends expired sessions and publishes due wills.
+  void Housekeeping(int64_t now_ms);
   // Publishes the $SYS topics (called by worker 0 every --sys_interval).
   void PublishSysTopics();
   // A fresh client id for a CONNECT with an empty one (MQTT-3.1.3-6).
@@ -89,14 +113,34 @@ class Broker {
   // Connection accounting for --max_connections.
   bool TryAddConnection();
   void RemoveConnection();
+  // Connections beyond --max_connections held only to be refused at CONNECT; at most
+  // kMaxPendingRefusals at once.
+  static constexpr int64_t kMaxPendingRefusals = 256;
+  bool TryAddRefusal();
+  void RemoveRefusal();
 
  private:
   absl::StatusOr<std::shared_ptr<const AuthConfig>> LoadAuth() const;
+  // True if the ACL (if any) lets `session`'s user read `topic`.
+  bool ReadAllowed(const AuthConfig* auth, const Session& session, const std::string& topic) const;
+  // Queues `queued` on `session` and wakes its connection's worker if needed.
+  void Deliver(Session& session, QueuedMessage queued);
+  // Removes (filter, client id) from whichever index holds it.
+  void EraseFromIndex(const std::string& filter, const std::string& client_id);
 
   const BrokerConfig config_;
   Counters counters_;
   SessionStore sessions_;
   TopicTrie<SubscriberRef> subscriptions_;
+  SharedSubscriptions shared_;
+  // Shared memberships, so publishes skip the shared index while nobody uses it.
+  std::atomic<int64_t> shared_memberships_{0};
+  struct PendingWill {
+    MessagePtr message;
+    int64_t publish_at_ms = 0;
+  };
+  absl::Mutex wills_mu_;
+  absl::flat_hash_map<std::string, PendingWill> pending_wills_ ABSL_GUARDED_BY(wills_mu_);
   RetainedStore retained_;
   std::shared_ptr<const AuthConfig> auth_;  // accessed with std::atomic_load/store
   std::atomic<bool> acl_enabled_{false};
@@ -105,6 +149,7 @@ class Broker {
   int mqtt_port_ = 0;
   absl::Time started_at_;
   std::atomic<int64_t> connections_{0};
+  std::atomic<int64_t> refusals_{0};
   std::atomic<uint64_t> next_client_number_{0};
   bool running_ = false;
 };

@@ -25,7 +25,16 @@ struct BrokerConfig {
   size_t max_queued_messages = 1000;  // per session, waiting for a window or a reconnect
   size_t max_connections = 50000;
   size_t max_output_buffer = 16 << 20;  // bytes buffered for a slow reader before QoS 0 drops
+  size_t max_subscriptions = 0;         // per client; 0: no limit
+  uint16_t max_topic_alias = 10;        // Topic Alias Maximum offered to MQTT 5 clients
+  uint16_t max_keepalive = 0;           // seconds; 0: no limit (Server Keep Alive otherwise)
   absl::Duration connect_timeout = absl::Seconds(10);
+
+  // Features, announced to MQTT 5 clients in CONNACK.
+  uint8_t max_qos = 2;
+  bool retain_available = true;
+  // Prefix of the Response Information given to MQTT 5 clients that ask; empty: none offered.
+  std::string response_information;
   absl::Duration sys_interval = absl::Seconds(10);  // $SYS publishing; zero disables
 };
 

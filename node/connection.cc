@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
+#include "node/event_loop.h"
 #include "node/worker.h"
 
 namespace meshmq {
@@ -37,13 +39,15 @@ constexpr int kMaxRejectionLogsPerSecond = 20;
 
 }  // namespace
 
-Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms)
+Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms,
+                       bool over_quota)
     : broker_(broker),
       worker_(worker),
       fd_(fd),
       id_(id),
       accepted_ms_(now_ms),
-      last_received_ms_(now_ms) {}
+      last_received_ms_(now_ms),
+      over_quota_(over_quota) {}
 
 Connection::~Connection() { close(fd_); }
 
@@ -124,7 +128,7 @@ size_t Connection::ProcessInput(std::string_view data) {
       std::string why =
           absl::StrCat("packet of ", frame.total_size(), " bytes exceeds --max_packet_size");
       LogRejection(why);
-      Close(why, true);
+      Close(why, true, codec::reason::kPacketTooLarge);
       break;
     }
     HandlePacket(frame.first_byte, rest.substr(frame.header_size, frame.remaining_length));
@@ -133,10 +137,10 @@ size_t Connection::ProcessInput(std::string_view data) {
   return used;
 }
 
-void Connection::ProtocolViolation(std::string_view what) {
+void Connection::ProtocolViolation(std::string_view what, uint8_t reason_code) {
   broker_->counters().packets_malformed.Increment();
   LogRejection(what);
-  Close(what, true);
+  Close(what, true, reason_code);
 }
 
 void Connection::LogRejection(std::string_view what) {
@@ -167,12 +171,11 @@ void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
   }
   codec::DecodeResult result = codec::Decode(first_byte, body, version_);
   if (auto* error = std::get_if<codec::DecodeError>(&result)) {
-    if (type == codec::PacketType::kConnect &&
-        error->reason_code == codec::reason::kUnsupportedProtocolVersion) {
-      RefuseConnect(codec::connack::kUnacceptableProtocolVersion, error->what);
+    if (type == codec::PacketType::kConnect) {
+      RejectBadConnect(body, error->reason_code, error->what);
       return;
     }
-    ProtocolViolation(error->what);
+    ProtocolViolation(error->what, error->reason_code);
     return;
   }
   codec::Packet& packet = std::get<codec::Packet>(result);
@@ -192,8 +195,11 @@ void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
         } else if constexpr (std::is_same_v<T, codec::Pingreq>) {
           Send(codec::Pingresp{});
         } else if constexpr (std::is_same_v<T, codec::Disconnect>) {
-          will_.reset();  // MQTT-3.14.4-3: a DISCONNECT discards the will
-          Close("client disconnected", false);
+          HandleDisconnect(p);
+        } else if constexpr (std::is_same_v<T, codec::Auth>) {
+          // MQTT 5 4.12: AUTH continues an exchange the CONNECT started with an Authentication
+          // Method; a CONNECT that names one is refused (no method is offered), so none exists.
+          ProtocolViolation("AUTH without an authentication exchange");
         } else {
           ProtocolViolation("client sent a packet only a server may send");
         }
@@ -212,15 +218,80 @@ void Connection::Send(const codec::Packet& packet) {
   ScheduleWrite();
 }
 
+void Connection::SendAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
+                         std::string_view why) {
+  codec::Ack ack{type, packet_id, reason_code};
+  // MQTT-3.1.2-29: no Reason String on acks for a client that asked for no problem information.
+  if (v5_ && reason_code >= 0x80 && !why.empty() && v5_->problem_information) {
+    ack.properties.reason_string.emplace(why);
+  }
+  Send(ack);
+}
+
+size_t Connection::outbound_window() const {
+  const size_t window = broker_->config().max_inflight;
+  return v5_ ? std::min<size_t>(window, v5_->client_receive_maximum) : window;
+}
+
 void Connection::WriteOutgoing(const Outgoing& outgoing) {
   if (outgoing.kind == Outgoing::Kind::kPubrel) {
     codec::Encode(codec::Ack{codec::PacketType::kPubrel, outgoing.packet_id}, version_, &out_);
-  } else {
-    const Message& m = *outgoing.queued.message;
-    codec::EncodePublish(m.topic, m.payload, outgoing.queued.qos, outgoing.queued.retain,
-                         outgoing.dup, outgoing.packet_id, nullptr, version_, &out_);
-    worker_->mutable_stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
+    ScheduleWrite();
+    return;
   }
+  const QueuedMessage& queued = outgoing.queued;
+  const Message& m = *queued.message;
+  if (v5_ == nullptr) {
+    codec::EncodePublish(m.topic, m.payload, queued.qos, queued.retain, outgoing.dup,
+                         outgoing.packet_id, nullptr, nullptr, version_, &out_);
+  } else {
+    // What this hop adds to the publisher's properties (MQTT 5 3.3.2.3).
+    std::optional<codec::Properties> extra;
+    if (m.expires_at_ms != 0) {
+      extra.emplace().message_expiry_interval =
+          std::max<uint32_t>(1, m.remaining_expiry_seconds(MonotonicMillis()));
+    }
+    if (!queued.subscription_ids.empty()) {
+      if (!extra) extra.emplace();
+      extra->subscription_identifiers = queued.subscription_ids;
+    }
+    // Topic aliases towards the client (3.3.2.3.4): the first topics sent get one each, up to
+    // the client's Topic Alias Maximum; later sends of those topics carry only the alias.
+    std::string_view topic = m.topic;
+    bool new_alias = false;
+    if (v5_->client_topic_alias_maximum > 0) {
+      uint16_t alias = 0;
+      auto it = v5_->outbound_aliases.find(m.topic);
+      if (it != v5_->outbound_aliases.end()) {
+        alias = it->second;
+        topic = {};
+      } else if (v5_->outbound_aliases.size() < v5_->client_topic_alias_maximum) {
+        alias = static_cast<uint16_t>(v5_->outbound_aliases.size() + 1);
+        new_alias = true;
+      }
+      if (alias != 0) {
+        if (!extra) extra.emplace();
+        extra->topic_alias = alias;
+      }
+    }
+    const codec::Properties* extra_properties = extra ? &*extra : nullptr;
+    // MQTT-3.1.2-24: never send a packet larger than the client's Maximum Packet Size; the
+    // message is dropped for this client (3.1.2.11.4).
+    if (v5_->client_maximum_packet_size != 0 &&
+        codec::EncodedPublishSize(topic, m.payload.size(), queued.qos, m.properties.get(),
+                                  extra_properties, version_) > v5_->client_maximum_packet_size) {
+      broker_->counters().messages_dropped_packet_size.Increment();
+      if (queued.qos > 0) {
+        session_->DropInflight(outgoing.packet_id);
+        worker_->RequestFlush(id_);  // the window slot is free again
+      }
+      return;
+    }
+    if (new_alias) v5_->outbound_aliases.emplace(m.topic, extra->topic_alias.value());
+    codec::EncodePublish(topic, m.payload, queued.qos, queued.retain, outgoing.dup,
+                         outgoing.packet_id, m.properties.get(), extra_properties, version_, &out_);
+  }
+  worker_->mutable_stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
   ScheduleWrite();
 }
 
@@ -236,7 +307,9 @@ void Connection::DeliverPending() {
   }
   thread_local std::vector<Outgoing> batch;
   batch.clear();
-  session_->TakeSendable(owner(), broker_->config().max_inflight, &batch);
+  const size_t expired =
+      session_->TakeSendable(owner(), outbound_window(), MonotonicMillis(), &batch);
+  if (expired > 0) broker_->counters().messages_expired.Increment(expired);
   for (const Outgoing& outgoing : batch) WriteOutgoing(outgoing);
   batch.clear();
 }
@@ -290,23 +363,71 @@ void Connection::OnTick(int64_t now_ms) {
   if (state_ == State::kConnected && keep_alive_ > 0 &&
       now_ms - last_received_ms_ > int64_t{1500} * keep_alive_) {
     broker_->counters().keepalive_timeouts.Increment();
-    Close("keepalive timeout", true);
+    Close("keepalive timeout", true, codec::reason::kKeepAliveTimeout);
   }
 }
 
-void Connection::Close(std::string_view reason, bool publish_will) {
+MessagePtr Connection::WillMessage() const {
+  auto message = std::make_shared<Message>();
+  message->topic = will_->topic;
+  message->payload = will_->payload;
+  message->qos = will_->qos;
+  message->retain = will_->retain;
+  codec::Properties properties = will_->properties;
+  properties.will_delay_interval.reset();
+  if (properties.message_expiry_interval) {
+    message->expires_at_ms =
+        MonotonicMillis() + int64_t{1000} * *properties.message_expiry_interval;
+    properties.message_expiry_interval.reset();
+  }
+  if (!properties.empty()) {
+    message->properties = std::make_unique<const codec::Properties>(std::move(properties));
+  }
+  return message;
+}
+
+void Connection::HandleWillOnClose() {
+  const uint32_t delay = will_->properties.will_delay_interval.value_or(0);
+  MessagePtr will = WillMessage();
+  will_.reset();
+  if (delay == 0) {
+    broker_->PublishWill(will);
+    return;
+  }
+  // A connection that was taken over by one resuming the same session is "a new Network
+  // Connection to this Session": the delayed will is not sent (MQTT 5 3.1.3.2.2).
+  const bool resumed_elsewhere =
+      !session_->IsOwner(owner()) && session_->online() && !session_->discarded();
+  if (resumed_elsewhere) return;
+  const uint32_t expiry = session_->discarded() ? 0 : session_->expiry_interval();
+  if (expiry == 0) {  // the session ends now, and with it the delay
+    broker_->PublishWill(will);
+    return;
+  }
+  // Published when the delay passes or the session ends, whichever comes first.
+  const uint32_t wait = std::min(delay, expiry);
+  broker_->ScheduleWill(client_id(), std::move(will), MonotonicMillis() + int64_t{1000} * wait);
+}
+
+void Connection::Close(std::string_view reason, bool publish_will, int disconnect_reason) {
   if (state_ == State::kClosing) return;
   const bool was_connected = state_ == State::kConnected;
   state_ = State::kClosing;
+  // MQTT 5 4.13.2: say why before closing. Never before CONNACK (MQTT-3.14.0-1).
+  if (was_connected && v5_ && disconnect_reason != kNoDisconnect) {
+    codec::Disconnect disconnect;
+    disconnect.reason_code = static_cast<uint8_t>(disconnect_reason);
+    const size_t limit = v5_->client_maximum_packet_size;
+    if (reason.size() < 1024 && (limit == 0 || reason.size() + 16 < limit)) {
+      disconnect.properties.reason_string.emplace(reason);
+    }
+    Send(disconnect);
+  }
   if (was_connected && publish_will && will_) {
-    auto message = std::make_shared<Message>();
-    message->topic = std::move(will_->topic);
-    message->payload = std::move(will_->payload);
-    message->qos = will_->qos;
-    message->retain = will_->retain;
-    will_.reset();
-    broker_->counters().wills_published.Increment();
-    broker_->Publish(message);
+    if (disconnect_reason == codec::reason::kServerShuttingDown) {
+      will_->properties.will_delay_interval.reset();  // nothing would be left to send it later
+    }
+    HandleWillOnClose();
   }
   if (broker_->config().log_connections) {
     std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n",
@@ -314,7 +435,14 @@ void Connection::Close(std::string_view reason, bool publish_will) {
                  static_cast<int>(reason.size()), reason.data());
   }
   if (session_) {
-    if (std::shared_ptr<Session> ended = broker_->sessions().Detach(session_, owner())) {
+    // Shared-subscription messages this member did not acknowledge go to another member
+    // (MQTT 5 4.8.2), unless a new connection took the session over and will resend them.
+    if (session_->IsOwner(owner())) {
+      std::vector<QueuedMessage> shared = session_->TakeSharedUnacknowledged();
+      if (!shared.empty()) broker_->RedeliverShared(std::move(shared), session_);
+    }
+    if (std::shared_ptr<Session> ended =
+            broker_->sessions().Detach(session_, owner(), MonotonicMillis())) {
       broker_->DiscardSession(ended);
     }
     session_.reset();

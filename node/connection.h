@@ -11,7 +11,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
 #include "node/codec/codec.h"
 #include "node/codec/packet.h"
@@ -24,7 +26,9 @@ class Worker;
 
 class Connection {
  public:
-  Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms);
+  // `over_quota`: accepted beyond --max_connections only to be refused at CONNECT with a reason.
+  Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms,
+             bool over_quota = false);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -32,6 +36,7 @@ class Connection {
   uint64_t id() const { return id_; }
   int fd() const { return fd_; }
   bool closing() const { return state_ == State::kClosing; }
+  bool over_quota() const { return over_quota_; }
 
   void OnReadable();
   void OnWritable();
@@ -41,11 +46,28 @@ class Connection {
   void DeliverPending();
   // Keepalive (MQTT-3.1.2-24) and CONNECT timeouts; `now_ms` from MonotonicMillis().
   void OnTick(int64_t now_ms);
-  // Ends the connection. `publish_will`: the loss was abnormal (MQTT-3.1.2-8).
-  void Close(std::string_view reason, bool publish_will);
+  // Ends the connection. `publish_will`: the loss was abnormal (MQTT-3.1.2-8). An MQTT 5 client
+  // that has its CONNACK is first told why with DISCONNECT `disconnect_reason` (a reason::k*
+  // code, MQTT 5 3.14.2.1) and `reason` as Reason String; kNoDisconnect sends none (the client
+  // sent DISCONNECT itself, or the socket is gone).
+  static constexpr int kNoDisconnect = -1;
+  void Close(std::string_view reason, bool publish_will, int disconnect_reason = kNoDisconnect);
 
  private:
   enum class State { kAwaitingConnect, kConnected, kClosing };
+
+  // What an MQTT 5 CONNECT negotiated (3.1.2.11); null on 3.1 and 3.1.1 connections, which
+  // then pay one pointer for it.
+  struct V5State {
+    uint16_t client_receive_maximum = 65535;
+    uint32_t client_maximum_packet_size = 0;  // 0: no limit
+    uint16_t client_topic_alias_maximum = 0;
+    bool problem_information = true;           // Request Problem Information
+    uint32_t session_expiry_interval = 0;      // as CONNECT set it (DISCONNECT may not raise 0)
+    std::vector<std::string> inbound_aliases;  // [alias - 1] -> topic, set by the client
+    absl::flat_hash_map<std::string, uint16_t> outbound_aliases;  // topic -> alias we chose
+  };
+  bool v5() const { return version_ == codec::ProtocolVersion::kV5; }
 
   SessionOwner owner() const;
   // Only for log lines: looked up when needed rather than kept per connection.
@@ -54,21 +76,42 @@ class Connection {
   // Handles every complete packet at the front of `data`; returns how many bytes it used.
   size_t ProcessInput(std::string_view data);
   void HandlePacket(uint8_t first_byte, std::string_view body);
-  // Malformed input or a protocol violation: counted, logged, connection closed (MQTT-4.8.0-1).
-  void ProtocolViolation(std::string_view what);
+  // Malformed input or a protocol violation: counted, logged, connection closed (MQTT-4.8.0-1),
+  // after a DISCONNECT with `reason_code` for MQTT 5 clients (4.13).
+  void ProtocolViolation(std::string_view what,
+                         uint8_t reason_code = codec::reason::kProtocolError);
   void LogRejection(std::string_view what);
   // Output is written once at the end of the loop iteration, however many packets were added.
   void ScheduleWrite();
   void Send(const codec::Packet& packet);
   void WriteOutgoing(const Outgoing& outgoing);
+  // Sends an acknowledgement, with a Reason String for failures if the client wants them.
+  void SendAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
+               std::string_view why = {});
+  // Window for outbound QoS 1/2: --max_inflight, or less if the client's Receive Maximum is.
+  size_t outbound_window() const;
+  // The connection's will as a message ready to publish.
+  MessagePtr WillMessage() const;
+  // Publishes or schedules the will when the connection is lost (MQTT-3.1.2-8, MQTT 5 3.1.3.2.2).
+  void HandleWillOnClose();
   size_t output_pending() const { return out_.size() - out_offset_; }
 
   // handle_connect.cc
   void HandleConnect(codec::Connect& connect);
-  void RefuseConnect(uint8_t return_code, std::string_view why);
+  // Refuses the CONNECT with `reason_code` (MQTT 5, reason::k*); 3.1.1 clients get the
+  // matching 3.1.1 return code. Closes the connection.
+  void RefuseConnect(uint8_t reason_code, std::string_view why);
+  // A malformed or invalid CONNECT: an MQTT 5 one gets CONNACK with the reason (MQTT 5 4.13.1).
+  void RejectBadConnect(std::string_view body, uint8_t reason_code, std::string_view why);
+  codec::Connack AcceptedConnack(const codec::Connect& connect, bool assigned_client_id);
   // handle_publish.cc
   void HandlePublish(codec::Publish& publish);
+  // Topic Alias (MQTT 5 3.3.2.3.4): fills in or records publish.topic. False: connection closed.
+  bool ResolveTopicAlias(codec::Publish& publish);
+  // MQTT 5 checks of an inbound PUBLISH; false if the connection was closed.
+  bool AcceptV5Publish(const codec::Publish& publish);
   void HandleAck(const codec::Ack& ack);
+  void HandleDisconnect(const codec::Disconnect& disconnect);
   // handle_subscribe.cc
   void HandleSubscribe(const codec::Subscribe& subscribe);
   void HandleUnsubscribe(const codec::Unsubscribe& unsubscribe);
@@ -85,7 +128,9 @@ class Connection {
   uint16_t keep_alive_ = 0;
   std::optional<std::string> username_;
   std::unique_ptr<codec::Will> will_;  // a pointer: most clients have none
+  std::unique_ptr<V5State> v5_;
   std::shared_ptr<Session> session_;
+  const bool over_quota_;
 
   std::string in_;  // only the start of a packet that has not fully arrived yet
   std::string out_;

@@ -34,6 +34,14 @@ struct Counters {
   Counter auth_failures;
   Counter takeovers;
   Counter wills_published;
+  Counter wills_delayed;
+  Counter messages_expired;
+  Counter messages_dropped_packet_size;
+  Counter receive_maximum_exceeded;
+  Counter topic_alias_invalid;
+  Counter subscriptions_refused_max;
+  Counter sessions_expired;
+  Counter shared_redeliveries;
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>
@@ -50,6 +58,14 @@ struct Counters {
     fn("auth_failures", auth_failures.value());
     fn("takeovers", takeovers.value());
     fn("wills_published", wills_published.value());
+    fn("wills_delayed", wills_delayed.value());
+    fn("messages_expired", messages_expired.value());
+    fn("messages_dropped_packet_size", messages_dropped_packet_size.value());
+    fn("receive_maximum_exceeded", receive_maximum_exceeded.value());
+    fn("topic_alias_invalid", topic_alias_invalid.value());
+    fn("subscriptions_refused_max", subscriptions_refused_max.value());
+    fn("sessions_expired", sessions_expired.value());
+    fn("shared_redeliveries", shared_redeliveries.value());
   }
 };
 

@@ -88,7 +88,8 @@ void EventLoop::Run(Handler* handler, absl::Duration tick) {
   while (!stopping_.load(std::memory_order_relaxed)) {
     // Round up: a deadline 0.4 ms away must sleep 1 ms, not spin with timeout 0 until it passes.
     const absl::Duration until_tick = std::max(absl::ZeroDuration(), next_tick - absl::Now());
-    int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(until_tick, absl::Milliseconds(1))));
+    int timeout_ms =
+        static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(until_tick, absl::Milliseconds(1))));
     int n = epoll_wait(epoll_fd_, events, kMaxEventsPerWait, timeout_ms);
     if (n < 0 && errno != EINTR) break;
     bool woken = false;

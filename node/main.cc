@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,8 +21,8 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "node/broker.h"
 #include "node/passwd_command.h"
@@ -44,6 +45,18 @@ ABSL_FLAG(uint64_t, max_connections, 50000, "Connections accepted at once; more 
 ABSL_FLAG(uint64_t, max_output_buffer, 16 << 20,
           "Bytes buffered for a client that reads slowly; beyond that its QoS 0 messages are "
           "dropped and QoS 1/2 ones wait in its queue");
+ABSL_FLAG(uint64_t, max_subscriptions, 0,
+          "Subscriptions per client (0: no limit); more are refused (SUBACK 0x97 / 0x80)");
+ABSL_FLAG(uint32_t, max_topic_alias, 10,
+          "Topic Alias Maximum offered to MQTT 5 clients (0: no topic aliases)");
+ABSL_FLAG(uint32_t, max_keepalive, 0,
+          "Longest keepalive, in seconds (0: no limit). MQTT 5 clients asking more, or 0, are "
+          "told this one (Server Keep Alive); 3.1.1 clients are refused (CONNACK 2)");
+ABSL_FLAG(uint32_t, max_qos, 2, "Highest QoS served (0, 1 or 2)");
+ABSL_FLAG(bool, retain_available, true, "Accept retained messages");
+ABSL_FLAG(std::string, response_information, "",
+          "MQTT 5 Response Information for clients that ask: '<value>/<client id>' (empty: "
+          "none offered)");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "Time a new connection has to send CONNECT");
 ABSL_FLAG(absl::Duration, sys_interval, absl::Seconds(10),
@@ -81,6 +94,14 @@ meshmq::BrokerConfig ConfigFromFlags() {
   config.max_queued_messages = absl::GetFlag(FLAGS_max_queued_messages);
   config.max_connections = absl::GetFlag(FLAGS_max_connections);
   config.max_output_buffer = absl::GetFlag(FLAGS_max_output_buffer);
+  config.max_subscriptions = absl::GetFlag(FLAGS_max_subscriptions);
+  config.max_topic_alias =
+      static_cast<uint16_t>(std::min<uint32_t>(absl::GetFlag(FLAGS_max_topic_alias), 65535));
+  config.max_keepalive =
+      static_cast<uint16_t>(std::min<uint32_t>(absl::GetFlag(FLAGS_max_keepalive), 65535));
+  config.max_qos = static_cast<uint8_t>(std::min<uint32_t>(absl::GetFlag(FLAGS_max_qos), 2));
+  config.retain_available = absl::GetFlag(FLAGS_retain_available);
+  config.response_information = absl::GetFlag(FLAGS_response_information);
   config.connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   config.sys_interval = absl::GetFlag(FLAGS_sys_interval);
   return config;
@@ -110,6 +131,13 @@ int main(int argc, char** argv) {
   meshmq::BrokerConfig config = ConfigFromFlags();
   if (config.max_inflight == 0 || config.max_inflight > 65535) {
     std::fprintf(stderr, "meshmqd: --max_inflight must be between 1 and 65535\n");
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_max_qos) > 2 || absl::GetFlag(FLAGS_max_topic_alias) > 65535 ||
+      absl::GetFlag(FLAGS_max_keepalive) > 65535) {
+    std::fprintf(stderr,
+                 "meshmqd: --max_qos must be 0..2, --max_topic_alias and --max_keepalive "
+                 "0..65535\n");
     return 2;
   }
   if (config.max_packet_size < 2) {
@@ -146,11 +174,11 @@ int main(int argc, char** argv) {
     if (sigwait(&signals, &signal_number) != 0) continue;
     if (signal_number == SIGHUP) {
       absl::Status status = broker.ReloadAuth();
-      std::fprintf(stderr, "meshmqd: SIGHUP: %s\n",
-                   status.ok() ? "reloaded password and ACL files"
-                               : absl::StrCat("reload failed, keeping the old files: ",
-                                              status.message())
-                                     .c_str());
+      std::fprintf(
+          stderr, "meshmqd: SIGHUP: %s\n",
+          status.ok()
+              ? "reloaded password and ACL files"
+              : absl::StrCat("reload failed, keeping the old files: ", status.message()).c_str());
       continue;
     }
     std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));

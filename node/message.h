@@ -16,7 +16,22 @@ struct Message {
   std::string payload;
   uint8_t qos = 0;      // the QoS it was published with; delivery uses min(this, granted)
   bool retain = false;  // the publisher's retain flag
-  codec::Properties properties;
+  // When the message expires (MonotonicMillis() clock), 0 if it never does (MQTT 5 Message
+  // Expiry Interval, section 3.3.2.3.3): copies not yet on their way to a subscriber are dropped
+  // after it, and those sent carry the time left.
+  int64_t expires_at_ms = 0;
+  // The publisher's MQTT 5 properties that travel with the message to subscribers (Payload Format
+  // Indicator, Content Type, Response Topic, Correlation Data, User Properties; never Topic Alias,
+  // Subscription Identifiers or Message Expiry Interval, which are per hop). Null when there are
+  // none, which is every 3.1.1 message: they cost one pointer.
+  std::unique_ptr<const codec::Properties> properties;
+
+  bool expired(int64_t now_ms) const { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
+  // The Message Expiry Interval to send at `now_ms`: what is left, rounded up to whole seconds.
+  uint32_t remaining_expiry_seconds(int64_t now_ms) const {
+    const int64_t left_ms = expires_at_ms - now_ms;
+    return left_ms <= 0 ? 0 : static_cast<uint32_t>((left_ms + 999) / 1000);
+  }
 };
 
 using MessagePtr = std::shared_ptr<const Message>;

@@ -37,6 +37,24 @@ bool RetainedStore::Set(MessagePtr msg) {
   return true;
 }
 
+bool RetainedStore::Remove(const MessagePtr& msg) {
+  if (msg == nullptr || !IsValidTopicName(msg->topic)) return false;
+  absl::MutexLock lock(&mu_);
+  const Node* node = &root_;
+  size_t begin = 0;
+  while (begin != std::string_view::npos) {
+    size_t next;
+    const auto it = node->children.find(NextTopicLevel(msg->topic, begin, &next));
+    if (it == node->children.end()) return false;
+    node = it->second.get();
+    begin = next;
+  }
+  if (node->message != msg) return false;
+  EraseFrom(&root_, msg->topic, 0);
+  --size_;
+  return true;
+}
+
 bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) {
   size_t next;
   const std::string_view level = NextTopicLevel(topic, begin, &next);

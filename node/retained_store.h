@@ -44,6 +44,9 @@ class RetainedStore {
   // (MQTT-3.3.1-10/11). Returns true if the store changed. A null message or one whose topic is not
   // a valid topic name is ignored (returns false).
   bool Set(MessagePtr msg) ABSL_LOCKS_EXCLUDED(mu_);
+  // Removes `msg` if it is still the retained message of its topic (an expired one, say), and
+  // leaves a newer message on that topic alone. Returns true if it removed it.
+  bool Remove(const MessagePtr& msg) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Appends every retained message whose topic matches `filter` (same rules as TopicMatches, '$'
   // rule included) to out, in no particular order. An invalid filter matches nothing.

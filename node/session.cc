@@ -5,8 +5,18 @@
 
 namespace meshmq {
 
-Session::Session(std::string client_id, bool clean_session)
-    : client_id_(std::move(client_id)), clean_session_(clean_session) {}
+Session::Session(std::string client_id, uint32_t expiry_interval)
+    : client_id_(std::move(client_id)), expiry_interval_(expiry_interval) {}
+
+uint32_t Session::expiry_interval() const {
+  absl::MutexLock lock(&mu_);
+  return expiry_interval_;
+}
+
+void Session::set_expiry_interval(uint32_t seconds) {
+  absl::MutexLock lock(&mu_);
+  expiry_interval_ = seconds;
+}
 
 size_t Session::DropPendingQos0() {
   const size_t dropped = pending_qos0_;
@@ -65,6 +75,7 @@ std::optional<SessionOwner> Session::Attach(SessionOwner owner,
   absl::MutexLock lock(&mu_);
   std::optional<SessionOwner> previous = owner_;
   owner_ = owner;
+  online_.store(true, std::memory_order_release);
   username_ = std::move(username);
   flush_scheduled_ = false;
   return previous;
@@ -74,6 +85,7 @@ std::optional<SessionOwner> Session::ReleaseOwner() {
   absl::MutexLock lock(&mu_);
   std::optional<SessionOwner> previous = std::move(owner_);
   owner_.reset();
+  online_.store(false, std::memory_order_release);
   flush_scheduled_ = false;
   return previous;
 }
@@ -82,6 +94,7 @@ bool Session::Detach(const SessionOwner& owner) {
   absl::MutexLock lock(&mu_);
   if (!owner_ || !(*owner_ == owner)) return false;
   owner_.reset();
+  online_.store(false, std::memory_order_release);
   flush_scheduled_ = false;
   // QoS 0 messages are not kept for an offline session (see Enqueue).
   DropPendingQos0();
@@ -93,9 +106,9 @@ bool Session::IsOwner(const SessionOwner& owner) const {
   return owner_ && *owner_ == owner;
 }
 
-bool Session::online() const {
+bool Session::discarded() const {
   absl::MutexLock lock(&mu_);
-  return owner_.has_value();
+  return discarded_;
 }
 
 std::vector<Outgoing> Session::InflightForResend() const {
@@ -113,15 +126,22 @@ std::vector<Outgoing> Session::InflightForResend() const {
   return out;
 }
 
-void Session::TakeSendable(const SessionOwner& owner, size_t max_inflight,
-                           std::vector<Outgoing>* out) {
+size_t Session::TakeSendable(const SessionOwner& owner, size_t max_inflight, int64_t now_ms,
+                             std::vector<Outgoing>* out) {
   absl::MutexLock lock(&mu_);
-  if (!owner_ || !(*owner_ == owner)) return;
+  if (!owner_ || !(*owner_ == owner)) return 0;
   flush_scheduled_ = false;
-  if (!pending_) return;
+  if (!pending_) return 0;
   std::deque<QueuedMessage>& queue = *pending_;
+  size_t expired = 0;
   while (!queue.empty()) {
     QueuedMessage& front = queue.front();
+    if (front.message->expired(now_ms)) {
+      if (front.qos == 0) --pending_qos0_;
+      queue.pop_front();
+      ++expired;
+      continue;
+    }
     Outgoing o;
     if (front.qos > 0) {
       if (inflight_.size() >= max_inflight) break;  // window full: wait for an ack
@@ -135,6 +155,34 @@ void Session::TakeSendable(const SessionOwner& owner, size_t max_inflight,
     out->push_back(std::move(o));
   }
   if (queue.empty()) pending_.reset();
+  return expired;
+}
+
+void Session::DropInflight(uint16_t packet_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = FindInflight(packet_id);
+  if (it != inflight_.end()) inflight_.erase(it);
+}
+
+std::vector<QueuedMessage> Session::TakeSharedUnacknowledged() {
+  absl::MutexLock lock(&mu_);
+  std::vector<QueuedMessage> taken;
+  // In flight and not yet acknowledged: a QoS 2 message after PUBREC has been received by the
+  // client and is not redelivered (its `message` is gone, see OnPubrec).
+  std::erase_if(inflight_, [&](Inflight& f) {
+    if (!f.queued.shared_group || f.queued.message == nullptr) return false;
+    taken.push_back(std::move(f.queued));
+    return true;
+  });
+  if (pending_) {
+    std::erase_if(*pending_, [&](QueuedMessage& m) {
+      if (!m.shared_group || m.qos == 0) return false;
+      taken.push_back(std::move(m));
+      return true;
+    });
+    if (pending_->empty()) pending_.reset();
+  }
+  return taken;
 }
 
 size_t Session::DropQueuedQos0(const SessionOwner& owner) {
@@ -167,10 +215,15 @@ bool Session::OnPuback(uint16_t packet_id) {
   return true;
 }
 
-bool Session::OnPubrec(uint16_t packet_id) {
+bool Session::OnPubrec(uint16_t packet_id, bool failed) {
   absl::MutexLock lock(&mu_);
   auto it = FindInflight(packet_id);
   if (it == inflight_.end() || it->queued.qos != 2) return false;
+  if (it->awaiting_pubcomp) return true;  // a repeated PUBREC: PUBREL is sent again
+  if (failed) {
+    inflight_.erase(it);
+    return true;
+  }
   it->awaiting_pubcomp = true;
   // The message itself is no longer needed: only PUBREL is ever resent from here on.
   it->queued.message.reset();
@@ -191,12 +244,17 @@ bool Session::RememberInboundQos2(uint16_t packet_id) {
   return inbound_qos2_->insert(packet_id).second;
 }
 
-void Session::ForgetInboundQos2(uint16_t packet_id) {
+bool Session::ForgetInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
-  if (inbound_qos2_) inbound_qos2_->erase(packet_id);
+  return inbound_qos2_ && inbound_qos2_->erase(packet_id) > 0;
 }
 
-std::map<std::string, uint8_t> Session::subscriptions() const {
+size_t Session::inbound_qos2_count() const {
+  absl::MutexLock lock(&mu_);
+  return inbound_qos2_ ? inbound_qos2_->size() : 0;
+}
+
+std::map<std::string, SubscriptionOptions> Session::subscriptions() const {
   absl::MutexLock lock(&mu_);
   return subscriptions_;
 }

@@ -1,6 +1,8 @@
 // A client's session: the state the standard says outlives a network connection when Clean
-// Session is 0 (MQTT-3.1.2-4): its subscriptions, the QoS 1/2 messages waiting for it, the
-// outbound messages in flight and the inbound QoS 2 packet ids awaiting PUBREL.
+// Session is 0 (MQTT-3.1.2-4), or for its Session Expiry Interval in MQTT 5 (3.1.2.11.2): its
+// subscriptions, the QoS 1/2 messages waiting for it, the outbound messages in flight and the
+// inbound QoS 2 packet ids awaiting PUBREL. One model for every protocol level: a 3.1.1 clean
+// session is a session whose expiry interval is 0, a persistent one never expires.
 //
 // THREADING: a Session is shared. Publishers on any worker call Enqueue(); everything else is
 // called by the worker that owns the session's current connection. All state is guarded by mu_;
@@ -10,6 +12,7 @@
 #ifndef MESHMQ_NODE_SESSION_H_
 #define MESHMQ_NODE_SESSION_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -24,9 +27,11 @@
 #include "absl/synchronization/mutex.h"
 #include "node/counters.h"
 #include "node/message.h"
+#include "node/subscription.h"
 
 namespace meshmq {
 
+class SharedGroup;
 class Worker;
 
 // Where a session's connection lives: the worker thread and the connection's id on it.
@@ -42,7 +47,12 @@ struct SessionOwner {
 struct QueuedMessage {
   MessagePtr message;
   uint8_t qos = 0;
-  bool retain = false;  // the RETAIN flag as delivered (1 only for retained-on-subscribe)
+  bool retain = false;  // the RETAIN flag as delivered
+  // The Subscription Identifiers of the subscriptions that matched (MQTT 5 3.3.4); usually none.
+  std::vector<uint32_t> subscription_ids;
+  // Set when the message came through a shared subscription, so it can go to another member of
+  // the group if this one disconnects before acknowledging it.
+  std::shared_ptr<SharedGroup> shared_group;
 };
 
 // What the owner must put on the wire.
@@ -56,13 +66,17 @@ struct Outgoing {
 
 class Session {
  public:
-  Session(std::string client_id, bool clean_session);
+  Session(std::string client_id, uint32_t expiry_interval);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   const std::string& client_id() const { return client_id_; }
-  // A clean session ends with its connection; a new Session object replaces it on each CONNECT.
-  bool clean_session() const { return clean_session_; }
+  // Session Expiry Interval in seconds (codec::kSessionNeverExpires: never). 0: the session ends
+  // with its connection (a 3.1.1 clean session). Set at CONNECT, changeable at DISCONNECT.
+  uint32_t expiry_interval() const;
+  void set_expiry_interval(uint32_t seconds);
+  // Lock-free, so shared-subscription groups can skip offline members without taking this lock.
+  bool online() const { return online_.load(std::memory_order_acquire); }
 
   // --- Any thread -------------------------------------------------------------------------
   // Queues `queued` for delivery. A QoS 0 message for an offline session is not kept
@@ -92,15 +106,25 @@ class Session {
   // Detaches `owner` if it still owns the session. Returns true if it did.
   bool Detach(const SessionOwner& owner);
   bool IsOwner(const SessionOwner& owner) const;
-  bool online() const;
+  // True once the session ended (a clean session closed, an expired or replaced one).
+  bool discarded() const;
 
   // Everything in flight, for resending after a reconnect (MQTT-4.4.0-1): PUBLISH with DUP=1
   // for messages awaiting PUBACK or PUBREC, PUBREL for those awaiting PUBCOMP, in send order.
   std::vector<Outgoing> InflightForResend() const;
   // Moves queued messages into flight while the window allows (`max_inflight` QoS 1/2
-  // messages), assigning packet ids, and appends what to send to `out`. Only the owner gets
+  // messages), assigning packet ids, and appends what to send to `out`. Messages whose expiry
+  // passed by `now_ms` are dropped instead (MQTT-3.3.2-5); returns how many. Only the owner gets
   // anything; clears the scheduled-flush mark.
-  void TakeSendable(const SessionOwner& owner, size_t max_inflight, std::vector<Outgoing>* out);
+  size_t TakeSendable(const SessionOwner& owner, size_t max_inflight, int64_t now_ms,
+                      std::vector<Outgoing>* out);
+  // Forgets an in-flight message that will never be sent (too large for the client's Maximum
+  // Packet Size), freeing its window slot.
+  void DropInflight(uint16_t packet_id);
+  // Removes and returns the messages from shared subscriptions that this session has not
+  // acknowledged yet (queued, or in flight without PUBACK/PUBREC), for delivery to another member
+  // of their groups. Called when the session's connection goes.
+  std::vector<QueuedMessage> TakeSharedUnacknowledged();
 
   // Drops the queued QoS 0 messages (their reader is too slow to take them) and clears the
   // scheduled-flush mark so the next message wakes the owner again. Returns how many.
@@ -108,24 +132,42 @@ class Session {
 
   // Outbound acknowledgements (MQTT-4.3). Return false for an unknown packet id.
   bool OnPuback(uint16_t packet_id);
-  bool OnPubrec(uint16_t packet_id);  // QoS 2 step 1: now awaiting PUBCOMP
+  // QoS 2 step 1: now awaiting PUBCOMP. A PUBREC with a failure reason code (>= 0x80, MQTT 5)
+  // ends the exchange instead: `failed` forgets the message.
+  bool OnPubrec(uint16_t packet_id, bool failed = false);
   bool OnPubcomp(uint16_t packet_id);
 
   // Inbound QoS 2 (MQTT-4.3.3, method B): a packet id is remembered from PUBLISH until PUBREL,
   // and a PUBLISH with a remembered id is not delivered again. Returns true if `packet_id` is new.
   bool RememberInboundQos2(uint16_t packet_id);
-  void ForgetInboundQos2(uint16_t packet_id);
+  // Returns false if `packet_id` was not remembered.
+  bool ForgetInboundQos2(uint16_t packet_id);
+  // Inbound QoS 2 messages awaiting PUBREL: what counts against the server's Receive Maximum.
+  size_t inbound_qos2_count() const;
 
-  // Subscriptions, filter -> granted QoS. The trie is the routing index; this is the session's
-  // own record, used to remove it from the trie and, later, to persist it.
-  // Records the subscription unless the session was discarded. Returns false if discarded.
+  // Subscriptions, filter (as the client sent it, "$share/..." included) -> options. The tries
+  // are the routing index; this is the session's own record, used to remove it from them and,
+  // later, to persist it.
+  enum class AddResult { kNew, kReplaced, kDiscarded, kLimitReached };
+  // Records the subscription and calls insert_into_index() under the session lock, unless the
+  // session was discarded or `max_subscriptions` (0: no limit) new filters are already there.
   template <typename Fn>
-  bool AddSubscription(const std::string& filter, uint8_t qos, Fn&& insert_into_trie) {
+  AddResult AddSubscription(const std::string& filter, const SubscriptionOptions& options,
+                            size_t max_subscriptions, Fn&& insert_into_index) {
     absl::MutexLock lock(&mu_);
-    if (discarded_) return false;
-    subscriptions_[filter] = qos;
-    insert_into_trie();
-    return true;
+    if (discarded_) return AddResult::kDiscarded;
+    auto it = subscriptions_.find(filter);
+    if (it != subscriptions_.end()) {
+      it->second = options;
+      insert_into_index();
+      return AddResult::kReplaced;
+    }
+    if (max_subscriptions > 0 && subscriptions_.size() >= max_subscriptions) {
+      return AddResult::kLimitReached;
+    }
+    subscriptions_.emplace(filter, options);
+    insert_into_index();
+    return AddResult::kNew;
   }
   template <typename Fn>
   bool RemoveSubscription(const std::string& filter, Fn&& erase_from_trie) {
@@ -140,13 +182,15 @@ class Session {
   void Discard(Fn&& erase_filter_from_trie) {
     absl::MutexLock lock(&mu_);
     discarded_ = true;
-    for (const auto& [filter, qos] : subscriptions_) erase_filter_from_trie(filter);
+    for (const auto& [filter, options] : subscriptions_) erase_filter_from_trie(filter);
     subscriptions_.clear();
+    owner_.reset();
+    online_.store(false, std::memory_order_release);
     pending_.reset();
     pending_qos0_ = 0;
     inflight_.clear();
   }
-  std::map<std::string, uint8_t> subscriptions() const;
+  std::map<std::string, SubscriptionOptions> subscriptions() const;
 
   size_t queued_count() const;
   size_t inflight_count() const;
@@ -169,9 +213,10 @@ class Session {
   }
 
   const std::string client_id_;
-  const bool clean_session_;
+  std::atomic<bool> online_{false};  // owner_.has_value(), readable without mu_
 
   mutable absl::Mutex mu_;
+  uint32_t expiry_interval_ ABSL_GUARDED_BY(mu_);
   std::optional<SessionOwner> owner_ ABSL_GUARDED_BY(mu_);
   std::optional<std::string> username_ ABSL_GUARDED_BY(mu_);
   bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;
@@ -184,7 +229,7 @@ class Session {
   uint16_t last_packet_id_ ABSL_GUARDED_BY(mu_) = 0;
   // Allocated on the first inbound QoS 2 message.
   std::unique_ptr<absl::flat_hash_set<uint16_t>> inbound_qos2_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, uint8_t> subscriptions_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, SubscriptionOptions> subscriptions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshmq

@@ -2,15 +2,21 @@
 // connection owns a client id's session at a time, and a new CONNECT with a live client's id takes
 // the session over (MQTT-3.1.4-2).
 //
-// THREADING: thread-safe; one mutex serializes attach and detach so that two CONNECTs with the
-// same id on different workers, or a CONNECT racing a disconnect, see a consistent owner.
-// Publishing never takes this lock: routing goes through the topic trie.
+// Sessions end when their connection closes if their expiry interval is 0, after the interval
+// otherwise (MQTT 5 3.1.2.11.2), or never (0xFFFFFFFF, and every 3.1.1 persistent session).
+//
+// THREADING: thread-safe; one mutex serializes attach, detach and expiry so that two CONNECTs with
+// the same id on different workers, or a CONNECT racing a disconnect or an expiry, see a
+// consistent owner. Publishing never takes this lock: routing goes through the topic tries.
 #ifndef MESHMQ_NODE_SESSION_STORE_H_
 #define MESHMQ_NODE_SESSION_STORE_H_
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -26,27 +32,37 @@ class SessionStore {
     bool session_present = false;
     // The connection that owned the client id until now; it must be closed.
     std::optional<SessionOwner> taken_over;
-    // A session this CONNECT ended (Clean Session 1 over an existing session): the caller
-    // removes its subscriptions.
+    // A session this CONNECT ended (Clean Start over an existing session, or one that had to
+    // end with its connection): the caller removes its subscriptions.
     std::shared_ptr<Session> discarded;
   };
 
   // Finds or creates the session of `client_id` for a CONNECT and makes `owner` its connection.
-  // Clean Session 1 always starts a new session (MQTT-3.1.2-6); 0 resumes one if present
-  // (MQTT-3.1.2-4) and reports session_present (MQTT-3.2.2-2).
-  AttachResult Attach(const std::string& client_id, bool clean_session, SessionOwner owner,
-                      std::optional<std::string> username);
+  // Clean Start always starts a new session (MQTT-3.1.2-6, MQTT 5 3.1.2.4); otherwise an existing
+  // one is resumed (MQTT-3.1.2-4) and session_present reported (MQTT-3.2.2-2). The session's
+  // expiry interval becomes `expiry_interval`, and a pending expiry is cancelled.
+  AttachResult Attach(const std::string& client_id, bool clean_start, uint32_t expiry_interval,
+                      SessionOwner owner, std::optional<std::string> username);
 
-  // Called when `owner`'s connection closes. Returns the session if it ended with the connection
-  // (a clean session, still owned by `owner`): the caller removes its subscriptions.
+  // Called when `owner`'s connection closes at `now_ms` (MonotonicMillis()). Returns the session
+  // if it ended with the connection (expiry interval 0, still owned by `owner`): the caller
+  // removes its subscriptions. A finite non-zero interval schedules the end for ExpireDue.
   std::shared_ptr<Session> Detach(const std::shared_ptr<Session>& session,
-                                  const SessionOwner& owner);
+                                  const SessionOwner& owner, int64_t now_ms);
+
+  // Ends and returns the offline sessions whose expiry is due at `now_ms`.
+  std::vector<std::shared_ptr<Session>> ExpireDue(int64_t now_ms);
 
   size_t size() const;
 
  private:
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
+  // Offline sessions with a finite expiry: deadline by client id, and the same ordered by time.
+  // An entry of `by_deadline_` whose deadline no longer matches `deadlines_` is stale (the client
+  // came back) and skipped.
+  absl::flat_hash_map<std::string, int64_t> deadlines_ ABSL_GUARDED_BY(mu_);
+  std::multimap<int64_t, std::string> by_deadline_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace meshmq

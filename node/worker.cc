@@ -33,7 +33,9 @@ void Worker::Start() {
     loop_.Run(this, kTick);
     // Shut down: every connection goes. The clients sent no DISCONNECT, so their wills are
     // published, as Mosquitto does (retained wills outlive the node).
-    for (auto& [id, connection] : connections_) connection->Close("broker shutting down", true);
+    for (auto& [id, connection] : connections_) {
+      connection->Close("broker shutting down", true, codec::reason::kServerShuttingDown);
+    }
     OnIterationEnd();
   });
 }
@@ -44,12 +46,12 @@ void Worker::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::AdoptSockets(std::vector<int> fds) {
-  Post([this, fds = std::move(fds)] {
+void Worker::AdoptSockets(std::vector<int> fds, bool over_quota) {
+  Post([this, fds = std::move(fds), over_quota] {
     const int64_t now_ms = MonotonicMillis();
     for (int fd : fds) {
       uint64_t id = next_connection_id.fetch_add(1);
-      auto connection = std::make_unique<Connection>(broker_, this, fd, id, now_ms);
+      auto connection = std::make_unique<Connection>(broker_, this, fd, id, now_ms, over_quota);
       if (!loop_.Add(fd, id, EPOLLIN | EPOLLRDHUP)) {
         connection->Close("epoll registration failed", false);
       }
@@ -70,7 +72,8 @@ void Worker::RequestFlush(uint64_t connection_id) {
 void Worker::Kick(uint64_t connection_id) {
   Post([this, connection_id] {
     if (Connection* connection = Find(connection_id)) {
-      connection->Close("client id taken over by a new connection", true);
+      connection->Close("client id taken over by a new connection", true,
+                        codec::reason::kSessionTakenOver);
     }
   });
 }
@@ -110,9 +113,14 @@ void Worker::OnIterationEnd() {
     auto it = connections_.find(to_close_[i]);
     if (it == connections_.end()) continue;
     loop_.Remove(it->second->fd());
+    const bool over_quota = it->second->over_quota();
     connections_.erase(it);
     stats_.connections.fetch_sub(1, std::memory_order_relaxed);
-    broker_->RemoveConnection();
+    if (over_quota) {
+      broker_->RemoveRefusal();
+    } else {
+      broker_->RemoveConnection();
+    }
   }
   to_close_.clear();
 }
@@ -120,6 +128,7 @@ void Worker::OnIterationEnd() {
 void Worker::OnTick(absl::Time now) {
   const int64_t now_ms = MonotonicMillis();
   for (auto& [id, connection] : connections_) connection->OnTick(now_ms);
+  if (index_ == 0) broker_->Housekeeping(now_ms);
   if (index_ == 0 && broker_->config().sys_interval > absl::ZeroDuration() &&
       now >= next_sys_publish_) {
     broker_->PublishSysTopics();

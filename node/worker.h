@@ -47,7 +47,8 @@ class Worker : public EventLoop::Handler {
   void Post(EventLoop::Task task) { loop_.Post(std::move(task)); }
   // Takes ownership of accepted, non-blocking sockets. One task per batch keeps a burst of
   // connections from leaving a trail of freed allocations behind.
-  void AdoptSockets(std::vector<int> fds);
+  // `over_quota`: accepted beyond --max_connections, to be refused at CONNECT.
+  void AdoptSockets(std::vector<int> fds, bool over_quota);
   // Asks the owner of `connection_id` to move its session's queued messages onto the wire.
   // Requests on the worker's own thread are batched until the end of the loop iteration.
   void RequestFlush(uint64_t connection_id);

@@ -33,8 +33,8 @@ struct Frame {
     kTooLarge,    // header + body would exceed max_packet_size
   };
   Status status = Status::kIncomplete;
-  uint8_t first_byte = 0;     // packet type (high nibble) and flags (low nibble)
-  size_t header_size = 0;     // fixed header: 1 byte + 1..4 bytes of Remaining Length
+  uint8_t first_byte = 0;  // packet type (high nibble) and flags (low nibble)
+  size_t header_size = 0;  // fixed header: 1 byte + 1..4 bytes of Remaining Length
   size_t remaining_length = 0;
   size_t total_size() const { return header_size + remaining_length; }
 };
@@ -61,10 +61,22 @@ void Encode(const Packet& packet, ProtocolVersion version, std::string* out);
 
 // The hot path of delivery: appends a PUBLISH built from its parts without first assembling a
 // Publish struct, so one stored message is encoded for many subscribers without copies.
-// `properties` may be null (no properties).
+// `properties` are the message's own (as the publisher sent them, minus what the server owns),
+// `extra` what the server adds for this one delivery (Topic Alias, Subscription Identifiers, the
+// remaining Message Expiry Interval). Either may be null. Both are written into the one property
+// block, `properties` first; the caller keeps them disjoint (no field set in both).
 void EncodePublish(std::string_view topic, std::string_view payload, uint8_t qos, bool retain,
                    bool dup, uint16_t packet_id, const Properties* properties,
-                   ProtocolVersion version, std::string* out);
+                   const Properties* extra, ProtocolVersion version, std::string* out);
+
+// The number of bytes EncodePublish would append for the same arguments, so the server can
+// honour a client's Maximum Packet Size (MQTT-3.1.2-24) before encoding anything.
+size_t EncodedPublishSize(std::string_view topic, size_t payload_size, uint8_t qos,
+                          const Properties* properties, const Properties* extra,
+                          ProtocolVersion version);
+
+// The number of bytes Encode would append.
+size_t EncodedSize(const Packet& packet, ProtocolVersion version);
 
 // True if `s` is a well-formed UTF-8 string as MQTT requires (MQTT-1.5.3-1, -2): valid encoding,
 // no surrogate code points, no U+0000.

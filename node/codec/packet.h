@@ -54,23 +54,93 @@ inline constexpr uint8_t kNotAuthorized = 5;
 // SUBACK return code for a refused filter (MQTT-3.9.3); 0, 1, 2 are the granted QoS.
 inline constexpr uint8_t kSubackFailure = 0x80;
 
-// MQTT 5 reason codes the codec reports for bad input (section 2.4). For 3.1.1 they only say
-// why a connection was closed, in logs and counters.
+// MQTT 5 reason codes (section 2.4). For 3.1.1 they only say why a connection was closed, in logs
+// and counters.
 namespace reason {
-inline constexpr uint8_t kSuccess = 0x00;
+inline constexpr uint8_t kSuccess = 0x00;  // also Normal disconnection, Granted QoS 0
+inline constexpr uint8_t kGrantedQos1 = 0x01;
+inline constexpr uint8_t kGrantedQos2 = 0x02;
+inline constexpr uint8_t kDisconnectWithWill = 0x04;
+inline constexpr uint8_t kNoMatchingSubscribers = 0x10;
+inline constexpr uint8_t kNoSubscriptionExisted = 0x11;
+inline constexpr uint8_t kContinueAuthentication = 0x18;
+inline constexpr uint8_t kReAuthenticate = 0x19;
 inline constexpr uint8_t kUnspecifiedError = 0x80;
 inline constexpr uint8_t kMalformedPacket = 0x81;
 inline constexpr uint8_t kProtocolError = 0x82;
+inline constexpr uint8_t kImplementationSpecificError = 0x83;
 inline constexpr uint8_t kUnsupportedProtocolVersion = 0x84;
+inline constexpr uint8_t kClientIdentifierNotValid = 0x85;
+inline constexpr uint8_t kBadUserNameOrPassword = 0x86;
+inline constexpr uint8_t kNotAuthorized = 0x87;
+inline constexpr uint8_t kServerUnavailable = 0x88;
+inline constexpr uint8_t kServerBusy = 0x89;
+inline constexpr uint8_t kBanned = 0x8A;
+inline constexpr uint8_t kServerShuttingDown = 0x8B;
+inline constexpr uint8_t kBadAuthenticationMethod = 0x8C;
+inline constexpr uint8_t kKeepAliveTimeout = 0x8D;
+inline constexpr uint8_t kSessionTakenOver = 0x8E;
+inline constexpr uint8_t kTopicFilterInvalid = 0x8F;
 inline constexpr uint8_t kTopicNameInvalid = 0x90;
+inline constexpr uint8_t kPacketIdentifierInUse = 0x91;
+inline constexpr uint8_t kPacketIdentifierNotFound = 0x92;
+inline constexpr uint8_t kReceiveMaximumExceeded = 0x93;
+inline constexpr uint8_t kTopicAliasInvalid = 0x94;
 inline constexpr uint8_t kPacketTooLarge = 0x95;
+inline constexpr uint8_t kMessageRateTooHigh = 0x96;
+inline constexpr uint8_t kQuotaExceeded = 0x97;
+inline constexpr uint8_t kAdministrativeAction = 0x98;
+inline constexpr uint8_t kPayloadFormatInvalid = 0x99;
+inline constexpr uint8_t kRetainNotSupported = 0x9A;
+inline constexpr uint8_t kQosNotSupported = 0x9B;
+inline constexpr uint8_t kUseAnotherServer = 0x9C;
+inline constexpr uint8_t kServerMoved = 0x9D;
+inline constexpr uint8_t kSharedSubscriptionsNotSupported = 0x9E;
+inline constexpr uint8_t kConnectionRateExceeded = 0x9F;
+inline constexpr uint8_t kMaximumConnectTime = 0xA0;
+inline constexpr uint8_t kSubscriptionIdentifiersNotSupported = 0xA1;
+inline constexpr uint8_t kWildcardSubscriptionsNotSupported = 0xA2;
 }  // namespace reason
 
-// MQTT 5 properties (section 2.2.2). Decoded and encoded only for protocol level 5; the MQTT 5
-// issue fills this in. Kept as a member of every packet that can carry properties.
+// Session Expiry Interval 0xFFFFFFFF: the session never expires (MQTT 5 section 3.1.2.11.2).
+inline constexpr uint32_t kSessionNeverExpires = 0xFFFFFFFF;
+
+// MQTT 5 properties (section 2.2.2). One struct for every packet: a field is set only if the
+// property was on the wire (or is to be sent). Which properties a packet may carry is checked
+// by the decoder (a property on the wrong packet, or twice where once is the limit, is a
+// Protocol Error) and assumed by the encoder. Decoded and encoded only for protocol level 5;
+// the 3.1/3.1.1 encoder ignores them.
 struct Properties {
-  std::vector<std::pair<std::string, std::string>> user_properties;
-  bool operator==(const Properties& other) const { return user_properties == other.user_properties; }
+  std::optional<uint8_t> payload_format_indicator;        // 0x01 PUBLISH, will
+  std::optional<uint32_t> message_expiry_interval;        // 0x02 PUBLISH, will
+  std::optional<std::string> content_type;                // 0x03 PUBLISH, will
+  std::optional<std::string> response_topic;              // 0x08 PUBLISH, will
+  std::optional<std::string> correlation_data;            // 0x09 PUBLISH, will (binary)
+  std::vector<uint32_t> subscription_identifiers;         // 0x0B PUBLISH (many), SUBSCRIBE (1)
+  std::optional<uint32_t> session_expiry_interval;        // 0x11 CONNECT, CONNACK, DISCONNECT
+  std::optional<std::string> assigned_client_identifier;  // 0x12 CONNACK
+  std::optional<uint16_t> server_keep_alive;              // 0x13 CONNACK
+  std::optional<std::string> authentication_method;       // 0x15 CONNECT, CONNACK, AUTH
+  std::optional<std::string> authentication_data;         // 0x16 CONNECT, CONNACK, AUTH
+  std::optional<uint8_t> request_problem_information;     // 0x17 CONNECT
+  std::optional<uint32_t> will_delay_interval;            // 0x18 will
+  std::optional<uint8_t> request_response_information;    // 0x19 CONNECT
+  std::optional<std::string> response_information;        // 0x1A CONNACK
+  std::optional<std::string> server_reference;            // 0x1C CONNACK, DISCONNECT
+  std::optional<std::string> reason_string;               // 0x1F acks, DISCONNECT, AUTH
+  std::optional<uint16_t> receive_maximum;                // 0x21 CONNECT, CONNACK
+  std::optional<uint16_t> topic_alias_maximum;            // 0x22 CONNECT, CONNACK
+  std::optional<uint16_t> topic_alias;                    // 0x23 PUBLISH
+  std::optional<uint8_t> maximum_qos;                     // 0x24 CONNACK
+  std::optional<uint8_t> retain_available;                // 0x25 CONNACK
+  std::vector<std::pair<std::string, std::string>> user_properties;  // 0x26 any, in order
+  std::optional<uint32_t> maximum_packet_size;                       // 0x27 CONNECT, CONNACK
+  std::optional<uint8_t> wildcard_subscription_available;            // 0x28 CONNACK
+  std::optional<uint8_t> subscription_identifier_available;          // 0x29 CONNACK
+  std::optional<uint8_t> shared_subscription_available;              // 0x2A CONNACK
+
+  bool empty() const { return *this == Properties{}; }
+  bool operator==(const Properties&) const = default;
 };
 
 struct Will {
@@ -173,8 +243,15 @@ struct Disconnect {
   bool operator==(const Disconnect&) const = default;
 };
 
+// AUTH (MQTT 5 section 3.15): enhanced authentication. Remaining Length 0 means Success.
+struct Auth {
+  uint8_t reason_code = reason::kSuccess;
+  Properties properties;
+  bool operator==(const Auth&) const = default;
+};
+
 using Packet = std::variant<Connect, Connack, Publish, Ack, Subscribe, Suback, Unsubscribe,
-                            Unsuback, Pingreq, Pingresp, Disconnect>;
+                            Unsuback, Pingreq, Pingresp, Disconnect, Auth>;
 
 }  // namespace meshmq::codec
 

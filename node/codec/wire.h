@@ -1,6 +1,7 @@
 // Internal to node/codec: the primitive data representations of MQTT (section 1.5) as a bounds-
-// checked reader over a packet body and append-only writers into an output string. Not part of the
-// codec's API; include node/codec/codec.h instead.
+// checked reader over a packet body and append-only writers into an output string, and the list of
+// MQTT 5 properties that the decoder and the encoder both walk. Not part of the codec's API;
+// include node/codec/codec.h instead.
 //
 // Every Read* returns false instead of reading past the end, so the decoder can turn any
 // truncation into a Malformed Packet without ever touching memory it was not given.
@@ -13,6 +14,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "node/codec/packet.h"
 
 namespace meshmq::codec::wire {
 
@@ -156,6 +159,50 @@ inline void AppendFixedHeader(uint8_t first_byte, size_t remaining_length, std::
   char bytes[1 + kMaxVarIntBytes];
   bytes[0] = static_cast<char>(first_byte);
   out->append(bytes, 1 + PutVarInt(remaining_length, bytes + 1));
+}
+
+inline void AppendUint32(uint32_t value, std::string* out) {
+  const char bytes[4] = {static_cast<char>(value >> 24), static_cast<char>((value >> 16) & 0xFF),
+                         static_cast<char>((value >> 8) & 0xFF), static_cast<char>(value & 0xFF)};
+  out->append(bytes, 4);
+}
+
+// Calls `f(id, field)` for every field of `properties` (const or not), in ascending property
+// identifier order (MQTT 5 section 2.2.2.2). The field's C++ type says how its value is laid out:
+// optional<uint8_t> a Byte, optional<uint16_t> a Two Byte Integer, optional<uint32_t> a Four Byte
+// Integer, optional<string> a UTF-8 String or Binary Data (0x09 and 0x16 are binary),
+// vector<uint32_t> one Variable Byte Integer property per element, and the vector of pairs one
+// UTF-8 String Pair property per element. The one list of properties in the codec: the encoder's
+// size and its bytes come from the same walk, and the decoder finds a property's field here.
+template <typename P, typename F>
+void ForEachProperty(P& properties, F&& f) {
+  f(0x01, properties.payload_format_indicator);
+  f(0x02, properties.message_expiry_interval);
+  f(0x03, properties.content_type);
+  f(0x08, properties.response_topic);
+  f(0x09, properties.correlation_data);
+  f(0x0B, properties.subscription_identifiers);
+  f(0x11, properties.session_expiry_interval);
+  f(0x12, properties.assigned_client_identifier);
+  f(0x13, properties.server_keep_alive);
+  f(0x15, properties.authentication_method);
+  f(0x16, properties.authentication_data);
+  f(0x17, properties.request_problem_information);
+  f(0x18, properties.will_delay_interval);
+  f(0x19, properties.request_response_information);
+  f(0x1A, properties.response_information);
+  f(0x1C, properties.server_reference);
+  f(0x1F, properties.reason_string);
+  f(0x21, properties.receive_maximum);
+  f(0x22, properties.topic_alias_maximum);
+  f(0x23, properties.topic_alias);
+  f(0x24, properties.maximum_qos);
+  f(0x25, properties.retain_available);
+  f(0x26, properties.user_properties);
+  f(0x27, properties.maximum_packet_size);
+  f(0x28, properties.wildcard_subscription_available);
+  f(0x29, properties.subscription_identifier_available);
+  f(0x2A, properties.shared_subscription_available);
 }
 
 }  // namespace meshmq::codec::wire

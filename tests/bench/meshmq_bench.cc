@@ -636,7 +636,7 @@ class Loop {
       ++c->unacked;
     }
     codec::EncodePublish(c->topic, c->payload, static_cast<uint8_t>(cfg_.qos), false, false,
-                         packet_id, nullptr, codec::ProtocolVersion::kV311, &c->out);
+                         packet_id, nullptr, nullptr, codec::ProtocolVersion::kV311, &c->out);
     ++c->sent;
     shared_->sent.fetch_add(1, std::memory_order_relaxed);
   }

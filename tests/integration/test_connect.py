@@ -39,30 +39,6 @@ class ConnectTest(BrokerTestCase):
         c.expect(connack(0, 1))
         c.expect_closed()
 
-    @meshmq_only("Mosquitto serves MQTT 5; meshmqd refuses it until the MQTT 5 issue lands")
-    def test_mqtt5_connect_refused_with_rc1_until_served(self):
-        # A v5 CONNECT: name, level 5, flags (clean start), keepalive, empty property block,
-        # client id. Answered as a 3.1.1 server that does not know level 5.
-        client_id = unique_id().encode()
-        body = (b"\x00\x04MQTT\x05\x02\x00\x3c\x00" +
-                len(client_id).to_bytes(2, "big") + client_id)
-        c = self.raw()
-        c.send(b"\x10" + bytes([len(body)]) + body)
-        c.expect(connack(0, 1))
-        c.expect_closed()
-        # paho's MQTT 5 client sees the refusal as well.
-        v5 = mqtt.Client(client_id=unique_id(), protocol=mqtt.MQTTv5)
-        codes = []
-        v5.on_connect = lambda client, userdata, flags, rc, properties=None: codes.append(rc)
-        v5.connect("127.0.0.1", self.port)
-        deadline_loops = 200
-        while not codes and deadline_loops > 0:
-            v5.loop(timeout=0.05)
-            deadline_loops -= 1
-        v5.disconnect()
-        self.assertEqual(len(codes), 1)
-        self.assertNotEqual(int(codes[0].value if hasattr(codes[0], "value") else codes[0]), 0)
-
     def test_wrong_protocol_name_closed(self):
         c = self.raw()
         c.send(connect(unique_id(), proto_name="MQTX", proto_level=4))

@@ -1,5 +1,6 @@
 // libFuzzer target for the codec: every input is framed and decoded at every protocol level, and
-// whatever decodes must re-encode to bytes that decode to the same packet. Built only with
+// whatever decodes (MQTT 5 properties and AUTH included) must re-encode to exactly EncodedSize
+// bytes that decode to the same packet. Built only with
 // -DMESHMQ_FUZZ=ON and clang (see tests/CMakeLists.txt); run as
 //   build-fuzz/tests/decoder_fuzzer -max_total_time=120 corpus/
 #include <cstdint>
@@ -13,10 +14,13 @@ using meshmq::codec::Connect;
 using meshmq::codec::Decode;
 using meshmq::codec::DecodeResult;
 using meshmq::codec::Encode;
+using meshmq::codec::EncodedPublishSize;
+using meshmq::codec::EncodedSize;
 using meshmq::codec::Frame;
 using meshmq::codec::Packet;
 using meshmq::codec::ParseFrame;
 using meshmq::codec::ProtocolVersion;
+using meshmq::codec::Publish;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view rest(reinterpret_cast<const char*>(data), size);
@@ -34,8 +38,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string encoded;
       Encode(*packet, wire_version, &encoded);
       Frame again = ParseFrame(encoded, SIZE_MAX);
-      if (again.status != Frame::Status::kComplete || again.total_size() != encoded.size()) {
+      if (again.status != Frame::Status::kComplete || again.total_size() != encoded.size() ||
+          EncodedSize(*packet, wire_version) != encoded.size()) {
         abort();
+      }
+      if (const auto* publish = std::get_if<Publish>(packet)) {
+        if (EncodedPublishSize(publish->topic, publish->payload.size(), publish->qos,
+                               &publish->properties, nullptr, wire_version) != encoded.size()) {
+          abort();
+        }
       }
       DecodeResult round_trip = Decode(
           again.first_byte, std::string_view(encoded).substr(again.header_size), wire_version);

@@ -1,6 +1,8 @@
 // ParseFrame and Decode, byte for byte: the exact wire form of every packet type, every receiver
-// rule of MQTT 3.1.1 (each with the reason code the broker will act on), the MQTT 5 forms we
-// already understand, and a randomized no-crash run.
+// rule of MQTT 3.1.1 (each with the reason code the broker will act on), the MQTT 5 packet forms,
+// reason codes and AUTH, and a randomized no-crash run. MQTT 5 properties, one by one, are in
+// properties_test.cc.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -235,7 +237,7 @@ TEST(DecodeTest, ConnectMqtt31) {
   EXPECT_EQ(c->client_id, "ab");
 }
 
-TEST(DecodeTest, ConnectMqtt5SkipsPropertiesAndKeepsUserProperties) {
+TEST(DecodeTest, ConnectMqtt5Properties) {
   // Session Expiry Interval 10, User Property k=v, Receive Maximum 16.
   const auto c = DecodeOk<Connect>(
       "10 1D 00 04 4D 51 54 54 05 02 00 3C 0F 11 00 00 00 0A 26 00 01 6B 00 01 76 21 00 10 "
@@ -244,8 +246,11 @@ TEST(DecodeTest, ConnectMqtt5SkipsPropertiesAndKeepsUserProperties) {
   EXPECT_EQ(c->version, kV5);
   EXPECT_EQ(c->keep_alive, 60);
   EXPECT_EQ(c->client_id, "c");
-  EXPECT_EQ(c->properties.user_properties,
-            (std::vector<std::pair<std::string, std::string>>{{"k", "v"}}));
+  Properties expected;
+  expected.session_expiry_interval = 10;
+  expected.user_properties = {{"k", "v"}};
+  expected.receive_maximum = 16;
+  EXPECT_EQ(c->properties, expected);
 }
 
 TEST(DecodeTest, ConnectMqtt5WillPropertiesAndPasswordWithoutUsername) {
@@ -258,6 +263,7 @@ TEST(DecodeTest, ConnectMqtt5WillPropertiesAndPasswordWithoutUsername) {
   ASSERT_TRUE(c->will);
   EXPECT_EQ(c->will->topic, "t");
   EXPECT_EQ(c->will->payload, "");
+  EXPECT_EQ(c->will->properties.will_delay_interval, 5u);
   EXPECT_EQ(c->will->properties.user_properties,
             (std::vector<std::pair<std::string, std::string>>{{"a", "b"}}));
   EXPECT_FALSE(c->username);
@@ -437,7 +443,7 @@ TEST(DecodeErrorTest, PublishDupOnQos0IsMalformed) {  // MQTT-3.3.1-2
 TEST(DecodeErrorTest, PublishEmptyTopicIsInvalid) {  // MQTT-4.7.3-1
   EXPECT_EQ(ErrorOf(0x30, "00 00 68 69"), kTopicInvalid);
   EXPECT_EQ(ErrorOf(0x32, "00 00 00 01"), kTopicInvalid);
-  EXPECT_EQ(ErrorOf(0x30, "00 00 00", kV5), kTopicInvalid);
+  EXPECT_EQ(ErrorOf(0x30, "00 00 68 69", kV31), kTopicInvalid);
 }
 
 TEST(DecodeErrorTest, PublishTopicInvalidUtf8IsMalformed) {  // MQTT-3.3.2-1, MQTT-1.5.3-1
@@ -698,6 +704,8 @@ TEST(DecodeErrorTest, DisconnectWithBodyIsMalformedBeforeMqtt5) {
 TEST(DecodeErrorTest, AuthIsMalformedBeforeMqtt5) {
   EXPECT_EQ(ErrorOf(0xF0, ""), kMalformed);
   EXPECT_EQ(ErrorOf(0xF0, "00 00"), kMalformed);
+  EXPECT_EQ(ErrorOf(0xF0, "18 00"), kMalformed);
+  EXPECT_EQ(ErrorOf(0xF0, "", kV31), kMalformed);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -711,8 +719,11 @@ TEST(DecodeV5Test, PublishWithProperties) {
   EXPECT_EQ(p->topic, "t");
   EXPECT_EQ(p->packet_id, 5);
   EXPECT_EQ(p->payload, "x");
-  EXPECT_EQ(p->properties.user_properties,
-            (std::vector<std::pair<std::string, std::string>>{{"k", "v"}}));
+  Properties expected;
+  expected.message_expiry_interval = 60;
+  expected.user_properties = {{"k", "v"}};
+  expected.subscription_identifiers = {5};
+  EXPECT_EQ(p->properties, expected);
 }
 
 TEST(DecodeV5Test, PublishWithoutProperties) {
@@ -720,19 +731,6 @@ TEST(DecodeV5Test, PublishWithoutProperties) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->payload, "x");
   EXPECT_TRUE(p->properties.user_properties.empty());
-}
-
-TEST(DecodeV5Test, AllKnownPropertyTypesAreSkipped) {
-  const std::string props = Hex(
-      "01 01  02 00 00 00 01  03 00 01 61  08 00 01 62  09 00 02 00 FF  0B 80 01  11 00 00 00 01 "
-      "12 00 00  13 00 01  15 00 01 63  16 00 00  17 01  18 00 00 00 01  19 00  1A 00 00 "
-      "1C 00 00  1F 00 00  21 00 01  22 00 01  23 00 01  24 01  25 01  26 00 00 00 00 "
-      "27 00 00 10 00  28 01  29 01  2A 01");
-  std::string body = Hex("00 01 74") + static_cast<char>(props.size()) + props;
-  ASSERT_LT(props.size(), 128u);
-  const DecodeResult r = Decode(0x30, body, kV5);
-  ASSERT_TRUE(std::holds_alternative<Packet>(r)) << std::get<DecodeError>(r).what;
-  EXPECT_EQ(std::get<Publish>(std::get<Packet>(r)).properties.user_properties.size(), 1u);
 }
 
 TEST(DecodeV5Test, UnknownPropertyIsMalformed) {
@@ -835,7 +833,159 @@ TEST(DecodeV5Test, Unsubscribe) {
   EXPECT_EQ(u->filters, (std::vector<std::string>{"a", "b"}));
 }
 
-TEST(DecodeV5Test, AuthIsNotSupportedYet) { EXPECT_EQ(ErrorOf(0xF0, "", kV5), kProtocol); }
+// ---------------------------------------------------------------------------------------------
+// MQTT 5: empty topic with Topic Alias (3.3.2.1)
+
+TEST(DecodeV5Test, EmptyTopicWithTopicAliasIsAccepted) {
+  const auto p = DecodeOk<Publish>("30 07 00 00 03 23 00 07 78", kV5);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->topic, "");
+  EXPECT_EQ(p->properties.topic_alias, 7);
+  EXPECT_EQ(p->payload, "x");
+  // Alias values are the broker's business, even 0.
+  EXPECT_TRUE(DecodesOk(0x32, "00 00 00 01 03 23 00 00", kV5));
+}
+
+TEST(DecodeV5Test, EmptyTopicWithoutTopicAliasIsProtocolError) {
+  EXPECT_EQ(ErrorOf(0x30, "00 00 00", kV5), kProtocol);
+  EXPECT_EQ(ErrorOf(0x30, "00 00 00 68 69", kV5), kProtocol);
+  EXPECT_EQ(ErrorOf(0x32, "00 00 00 01 07 26 00 01 61 00 01 62", kV5), kProtocol);
+}
+
+TEST(DecodeV5Test, NonEmptyTopicMayAlsoCarryATopicAlias) {  // sets the alias (3.3.2.3.4)
+  const auto p = DecodeOk<Publish>("30 07 00 01 74 03 23 00 01", kV5);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->topic, "t");
+  EXPECT_EQ(p->properties.topic_alias, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5 reason codes: one allowed and one refused code per packet type, and every code of the
+// standard's tables against every packet type.
+
+struct ReasonCase {
+  std::string_view name;
+  uint8_t first_byte;
+  std::string_view before;  // body before the reason code
+  std::string_view after;   // body after it
+  std::vector<uint8_t> allowed;
+};
+
+std::vector<ReasonCase> ReasonCases() {
+  return {
+      {"CONNACK", 0x20, "00", "00", {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86,
+                                     0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
+                                     0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F}},
+      {"PUBACK", 0x40, "00 01", "", {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99}},
+      {"PUBREC", 0x50, "00 01", "", {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99}},
+      {"PUBREL", 0x62, "00 01", "", {0x00, 0x92}},
+      {"PUBCOMP", 0x70, "00 01", "", {0x00, 0x92}},
+      {"SUBACK",
+       0x90,
+       "00 01 00",
+       "",
+       {0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2}},
+      {"UNSUBACK", 0xB0, "00 01 00", "", {0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91}},
+      {"DISCONNECT", 0xE0, "", "", {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D,
+                                    0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+                                    0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2}},
+      {"AUTH", 0xF0, "", "", {0x00, 0x18, 0x19}},
+  };
+}
+
+TEST(DecodeV5Test, ReasonCodesAreCheckedPerPacketType) {
+  for (const ReasonCase& c : ReasonCases()) {
+    for (int code = 0; code < 256; ++code) {
+      const std::string body = Hex(c.before) + static_cast<char>(code) + Hex(c.after);
+      const bool allowed = std::find(c.allowed.begin(), c.allowed.end(), code) != c.allowed.end();
+      const DecodeResult r = Decode(c.first_byte, body, kV5);
+      if (allowed) {
+        EXPECT_TRUE(std::holds_alternative<Packet>(r))
+            << c.name << " 0x" << std::hex << code << ": " << std::get<DecodeError>(r).what;
+      } else {
+        ASSERT_TRUE(std::holds_alternative<DecodeError>(r)) << c.name << " 0x" << std::hex << code;
+        EXPECT_EQ(std::get<DecodeError>(r).reason_code, kProtocol)
+            << c.name << " 0x" << std::hex << code;
+      }
+    }
+  }
+}
+
+TEST(DecodeV5Test, OneValidAndOneInvalidReasonCodePerPacketType) {
+  EXPECT_TRUE(DecodesOk(0x20, "00 87 00", kV5));               // CONNACK Not authorized
+  EXPECT_EQ(ErrorOf(0x20, "00 02 00", kV5), kProtocol);        // 3.1.1's "identifier rejected"
+  EXPECT_TRUE(DecodesOk(0x40, "00 01 10", kV5));               // PUBACK No matching subscribers
+  EXPECT_EQ(ErrorOf(0x40, "00 01 92", kV5), kProtocol);        // a PUBREL code
+  EXPECT_TRUE(DecodesOk(0x50, "00 01 97 00", kV5));            // PUBREC Quota exceeded
+  EXPECT_EQ(ErrorOf(0x50, "00 01 01 00", kV5), kProtocol);     // a SUBACK code
+  EXPECT_TRUE(DecodesOk(0x62, "00 01 92", kV5));               // PUBREL Packet id not found
+  EXPECT_EQ(ErrorOf(0x62, "00 01 80", kV5), kProtocol);        // Unspecified error: not for PUBREL
+  EXPECT_TRUE(DecodesOk(0x70, "00 01 92 00", kV5));            // PUBCOMP Packet id not found
+  EXPECT_EQ(ErrorOf(0x70, "00 01 10", kV5), kProtocol);        // a PUBACK code
+  EXPECT_TRUE(DecodesOk(0x90, "00 01 00 02 A2", kV5));         // SUBACK QoS 2, no wildcards
+  EXPECT_EQ(ErrorOf(0x90, "00 01 00 02 03", kV5), kProtocol);  // QoS 3 in the 2nd code
+  EXPECT_TRUE(DecodesOk(0xB0, "00 01 00 11 00", kV5));         // UNSUBACK
+  EXPECT_EQ(ErrorOf(0xB0, "00 01 00 00 01", kV5), kProtocol);  // a SUBACK code
+  EXPECT_TRUE(DecodesOk(0xE0, "8E", kV5));                     // DISCONNECT Session taken over
+  EXPECT_EQ(ErrorOf(0xE0, "18", kV5), kProtocol);              // an AUTH code
+  EXPECT_TRUE(DecodesOk(0xF0, "19 00", kV5));                  // AUTH Re-authenticate
+  EXPECT_EQ(ErrorOf(0xF0, "87", kV5), kProtocol);              // Not authorized: not for AUTH
+}
+
+TEST(DecodeV5Test, ReasonCodesAreNotCheckedBefore5) {
+  // 3.1.1 keeps its own rules: a CONNACK return code above 5 is Malformed, SUBACK likewise.
+  EXPECT_EQ(ErrorOf(0x20, "00 87"), kMalformed);
+  EXPECT_TRUE(DecodesOk(0x90, "00 01 80"));
+  EXPECT_EQ(ErrorOf(0x90, "00 01 97"), kMalformed);
+}
+
+TEST(DecodeV5Test, UnsubackWithoutReasonCodesIsProtocolError) {
+  EXPECT_EQ(ErrorOf(0xB0, "00 01 00", kV5), kProtocol);
+  EXPECT_TRUE(DecodesOk(0xB0, "00 01"));  // 3.1.1 UNSUBACK has none
+}
+
+// ---------------------------------------------------------------------------------------------
+// AUTH (MQTT 5 section 3.15)
+
+TEST(DecodeV5Test, AuthShortForm) {
+  const auto a = DecodeOk<Auth>("F0 00", kV5);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(*a, Auth{});
+  const auto with_reason = DecodeOk<Auth>("F0 01 18", kV5);
+  ASSERT_TRUE(with_reason);
+  EXPECT_EQ(with_reason->reason_code, reason::kContinueAuthentication);
+  EXPECT_TRUE(with_reason->properties.empty());
+  const auto empty_properties = DecodeOk<Auth>("F0 02 19 00", kV5);
+  ASSERT_TRUE(empty_properties);
+  EXPECT_EQ(empty_properties->reason_code, reason::kReAuthenticate);
+  EXPECT_TRUE(empty_properties->properties.empty());
+}
+
+TEST(DecodeV5Test, AuthWithProperties) {
+  // Continue authentication; Authentication Method "SCRAM", Authentication Data 00 FF,
+  // Reason String "go", User Property a=b.
+  const auto a = DecodeOk<Auth>(
+      "F0 1B 18 19 15 00 05 53 43 52 41 4D 16 00 02 00 FF 1F 00 02 67 6F 26 00 01 61 00 01 62",
+      kV5);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->reason_code, reason::kContinueAuthentication);
+  Properties expected;
+  expected.authentication_method = "SCRAM";
+  expected.authentication_data = "\0\xFF"s;
+  expected.reason_string = "go";
+  expected.user_properties = {{"a", "b"}};
+  EXPECT_EQ(a->properties, expected);
+}
+
+TEST(DecodeV5Test, AuthErrors) {
+  for (uint8_t flags = 1; flags < 16; ++flags) {  // MQTT-2.2.2-2
+    EXPECT_EQ(ErrorOf(0xF0 | flags, "", kV5), kMalformed) << int{flags};
+  }
+  EXPECT_EQ(ErrorOf(0xF0, "18 05 15 00 01", kV5), kMalformed);       // property block truncated
+  EXPECT_EQ(ErrorOf(0xF0, "18 00 00", kV5), kMalformed);             // trailing byte
+  EXPECT_EQ(ErrorOf(0xF0, "18 02 1F 00", kV5), kMalformed);          // property cut by the block
+  EXPECT_EQ(ErrorOf(0xF0, "18 05 11 00 00 00 01", kV5), kProtocol);  // Session Expiry on AUTH
+}
 
 TEST(DecodeV5Test, ConnectPropertiesTooLongIsMalformed) {
   EXPECT_EQ(ErrorOf(0x10, "00 04 4D 51 54 54 05 02 00 00 10 00 00", kV5), kMalformed);
@@ -857,6 +1007,17 @@ std::vector<std::string> FuzzSeeds() {
       "82 07 00 01 00 00 01 74 2E",
       "B0 05 00 01 00 00 11",
       "10 10 00 06 4D 51 49 73 64 70 03 00 00 0A 00 02 61 62",
+      "F0 00",
+      "F0 1B 18 19 15 00 05 53 43 52 41 4D 16 00 02 00 FF 1F 00 02 67 6F 26 00 01 61 00 01 62",
+      "30 07 00 00 03 23 00 07 78",
+      // CONNACK with every property it may carry.
+      "20 3F 00 00 3C 11 00 00 00 0A 12 00 01 63 13 00 3C 15 00 01 6D 16 00 01 64 1A 00 01 72 "
+      "1C 00 01 73 1F 00 01 77 21 00 0A 22 00 05 24 01 25 01 26 00 01 6B 00 01 76 27 00 00 10 00 "
+      "28 01 29 00 2A 01",
+      // PUBLISH with every property it may carry, two Subscription Identifiers.
+      "32 29 00 01 74 00 01 22 01 01 02 00 00 00 3C 03 00 01 63 08 00 01 72 09 00 01 FF 0B 01 "
+      "0B 80 01 23 00 02 26 00 01 6B 00 01 76 78",
+      "E0 0B 8B 09 11 00 00 00 00 1C 00 01 68",
   };
   for (const char* hex : v5_packets) seeds.push_back(Hex(hex));
   return seeds;
@@ -873,6 +1034,17 @@ void CheckReencodes(const Packet& packet, ProtocolVersion version) {
       Decode(frame.first_byte, std::string_view(wire).substr(frame.header_size), version);
   ASSERT_TRUE(std::holds_alternative<Packet>(again)) << std::get<DecodeError>(again).what;
   ASSERT_TRUE(std::get<Packet>(again) == packet);
+  ASSERT_EQ(EncodedSize(packet, version), wire.size());
+}
+
+// The mutations start from valid packets, so every seed must decode (3.1.1 ones at 3.1.1).
+TEST(DecodeFuzzTest, SeedsDecode) {
+  const std::vector<std::string> seeds = FuzzSeeds();
+  const size_t v311_seeds = ValidPackets().size();
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const DecodeResult r = DecodeWire(seeds[i], i < v311_seeds ? kV311 : kV5);
+    EXPECT_TRUE(std::holds_alternative<Packet>(r)) << "seed " << i;
+  }
 }
 
 TEST(DecodeFuzzTest, RandomAndMutatedInputNeverCrashes) {

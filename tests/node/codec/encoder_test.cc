@@ -1,9 +1,11 @@
-// Encode and EncodePublish, byte for byte, and Encode -> ParseFrame -> Decode round trips of every
-// packet type for MQTT 3.1, 3.1.1 and 5.
+// Encode and EncodePublish, byte for byte, Encode -> ParseFrame -> Decode round trips of every
+// packet type for MQTT 3.1, 3.1.1 and 5 (MQTT 5 ones with every property they may carry), and
+// EncodedSize / EncodedPublishSize against what the encoders append.
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -204,22 +206,26 @@ TEST(EncodePublishTest, MatchesEncodeOfAPublish) {
     std::string via_struct;
     std::string via_parts;
     Encode(p, version, &via_struct);
-    EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.properties, version,
-                  &via_parts);
+    EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.properties, nullptr,
+                  version, &via_parts);
     EXPECT_EQ(ToHex(via_parts), ToHex(via_struct));
   }
 }
 
 TEST(EncodePublishTest, AppendsAfterExistingBytes) {
   std::string out = Hex("D0 00");
-  EncodePublish("t", "x", 0, false, false, 0, nullptr, kV311, &out);
-  EncodePublish("u", "", 1, false, true, 2, nullptr, kV311, &out);
+  EncodePublish("t", "x", 0, false, false, 0, nullptr, nullptr, kV311, &out);
+  EncodePublish("u", "", 1, false, true, 2, nullptr, nullptr, kV311, &out);
   EXPECT_EQ(ToHex(out), H("D0 00 30 04 00 01 74 78 3A 05 00 01 75 00 02"));
 }
 
 TEST(EncodePublishTest, Mqtt5WithoutPropertiesSendsPropertyLengthZero) {
   std::string out;
-  EncodePublish("t", "x", 0, false, false, 0, nullptr, kV5, &out);
+  EncodePublish("t", "x", 0, false, false, 0, nullptr, nullptr, kV5, &out);
+  EXPECT_EQ(ToHex(out), H("30 05 00 01 74 00 78"));
+  const Properties none;
+  out.clear();
+  EncodePublish("t", "x", 0, false, false, 0, &none, &none, kV5, &out);
   EXPECT_EQ(ToHex(out), H("30 05 00 01 74 00 78"));
 }
 
@@ -236,7 +242,7 @@ TEST(EncodePublishTest, RemainingLengthBoundaries) {
     SCOPED_TRACE(c.remaining_length);
     const std::string payload(c.remaining_length - 3, 'p');  // topic "t" takes 3 bytes
     std::string out;
-    EncodePublish("t", payload, 0, false, false, 0, nullptr, kV311, &out);
+    EncodePublish("t", payload, 0, false, false, 0, nullptr, nullptr, kV311, &out);
     const std::string header = Hex(c.header);
     ASSERT_EQ(out.size(), header.size() + c.remaining_length);
     EXPECT_EQ(ToHex(out.substr(0, header.size())), ToHex(header));
@@ -308,6 +314,290 @@ TEST(EncodeV5Test, SubackUnsubscribeUnsuback) {
   EXPECT_EQ(EncodeToHex(Unsuback{1, {0x00, 0x11}, {}}, kV5), "B0 05 00 01 00 00 11");
 }
 
+TEST(EncodeV5Test, ShortFormsCountEveryProperty) {
+  // One property that is not a User Property is enough to need the long form.
+  Properties reason_string;
+  reason_string.reason_string = "x";
+  EXPECT_EQ(EncodeToHex(Ack{PacketType::kPuback, 10, reason::kSuccess, reason_string}, kV5),
+            H("40 08 00 0A 00 04 1F 00 01 78"));
+  Properties session_expiry;
+  session_expiry.session_expiry_interval = 0;
+  EXPECT_EQ(EncodeToHex(Disconnect{reason::kSuccess, session_expiry}, kV5),
+            H("E0 07 00 05 11 00 00 00 00"));
+  Properties method;
+  method.authentication_method = "m";
+  EXPECT_EQ(EncodeToHex(Auth{reason::kReAuthenticate, method}, kV5), H("F0 06 19 04 15 00 01 6D"));
+}
+
+TEST(EncodeV5Test, AuthForms) {
+  EXPECT_EQ(EncodeToHex(Auth{}, kV5), "F0 00");
+  EXPECT_EQ(EncodeToHex(Auth{reason::kContinueAuthentication, {}}, kV5), "F0 01 18");
+  EXPECT_EQ(EncodeToHex(Auth{reason::kSuccess, UserProperties({{"a", "b"}})}, kV5),
+            H("F0 09 00 07 26 00 01 61 00 01 62"));
+}
+
+TEST(EncodeTest, AuthBeforeMqtt5IsBare) {
+  EXPECT_EQ(EncodeToHex(Auth{reason::kContinueAuthentication, UserProperties({{"a", "b"}})}),
+            "F0 00");
+}
+
+TEST(EncodeTest, Mqtt311IgnoresEveryProperty) {
+  Publish p;
+  p.topic = "t";
+  p.properties.payload_format_indicator = 1;
+  p.properties.topic_alias = 3;
+  p.properties.subscription_identifiers = {1, 2};
+  EXPECT_EQ(EncodeToHex(p), H("30 03 00 01 74"));
+  Properties reason_string;
+  reason_string.reason_string = "x";
+  EXPECT_EQ(EncodeToHex(Disconnect{0x8E, reason_string}), "E0 00");
+  EXPECT_EQ(EncodeToHex(Connack{false, 0, reason_string}), "20 02 00 00");
+}
+
+// ---------------------------------------------------------------------------------------------
+// EncodePublish with the delivery's own properties
+
+Properties MessageProperties() {
+  Properties properties;
+  properties.payload_format_indicator = 1;
+  properties.content_type = "c";
+  properties.user_properties = {{"k", "v"}};
+  return properties;
+}
+
+Properties DeliveryProperties() {
+  Properties extra;
+  extra.message_expiry_interval = 30;
+  extra.subscription_identifiers = {1, 200};
+  extra.topic_alias = 2;
+  return extra;
+}
+
+TEST(EncodePublishTest, ExtraPropertiesFollowTheMessagesInOneBlock) {
+  const Properties properties = MessageProperties();
+  const Properties extra = DeliveryProperties();
+  std::string out;
+  EncodePublish("t", "x", 1, false, false, 7, &properties, &extra, kV5, &out);
+  EXPECT_EQ(ToHex(out), H("32 21 00 01 74 00 07 1A "
+                          "01 01  03 00 01 63  26 00 01 6B 00 01 76 "   // the message's
+                          "02 00 00 00 1E  0B 01  0B C8 01  23 00 02 "  // this delivery's
+                          "78"));
+  const Frame frame = ParseFrame(out, std::numeric_limits<size_t>::max());
+  ASSERT_EQ(frame.status, Frame::Status::kComplete);
+  const DecodeResult result =
+      Decode(frame.first_byte, std::string_view(out).substr(frame.header_size), kV5);
+  ASSERT_TRUE(std::holds_alternative<Packet>(result)) << std::get<DecodeError>(result).what;
+  Properties merged = properties;
+  merged.message_expiry_interval = 30;
+  merged.subscription_identifiers = {1, 200};
+  merged.topic_alias = 2;
+  EXPECT_EQ(std::get<Publish>(std::get<Packet>(result)).properties, merged);
+}
+
+TEST(EncodePublishTest, ExtraAloneOrEmpty) {
+  const Properties extra = DeliveryProperties();
+  const Properties none;
+  std::string alone;
+  std::string with_empty;
+  EncodePublish("t", "", 0, false, false, 0, nullptr, &extra, kV5, &alone);
+  EncodePublish("t", "", 0, false, false, 0, &none, &extra, kV5, &with_empty);
+  EXPECT_EQ(ToHex(alone), H("30 11 00 01 74 0D 02 00 00 00 1E 0B 01 0B C8 01 23 00 02"));
+  EXPECT_EQ(ToHex(with_empty), ToHex(alone));
+  std::string v311;
+  EncodePublish("t", "", 0, false, false, 0, nullptr, &extra, kV311, &v311);
+  EXPECT_EQ(ToHex(v311), H("30 03 00 01 74"));
+}
+
+TEST(EncodePublishTest, EncodedPublishSizeIsExact) {
+  const Properties properties = MessageProperties();
+  const Properties extra = DeliveryProperties();
+  const Properties none;
+  Properties big;  // pushes the property length to two bytes
+  big.user_properties = {{"key", std::string(200, 'v')}};
+  const std::pair<const Properties*, const Properties*> property_sets[] = {
+      {nullptr, nullptr}, {&properties, nullptr}, {nullptr, &extra}, {&properties, &extra},
+      {&none, &none},     {&big, &extra},         {&none, &big},
+  };
+  // Payload sizes around the 1/2 and 2/3 byte Remaining Length boundaries.
+  const size_t payload_sizes[] = {0, 1, 100, 120, 127, 128, 16'000, 16'383, 16'384, 70'000};
+  size_t checked = 0;
+  for (const ProtocolVersion version : {kV31, kV311, kV5}) {
+    for (const auto& [message, delivery] : property_sets) {
+      for (const size_t payload_size : payload_sizes) {
+        for (uint8_t qos = 0; qos < 3; ++qos) {
+          const std::string payload(payload_size, 'p');
+          std::string out = "prefix";
+          EncodePublish("a/b", payload, qos, true, true, 9, message, delivery, version, &out);
+          ASSERT_EQ(EncodedPublishSize("a/b", payload_size, qos, message, delivery, version),
+                    out.size() - 6)
+              << "version " << int(version) << ", payload " << payload_size << ", qos " << int{qos};
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 3u * 7 * 10 * 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MQTT 5 packets with every property they may carry, byte for byte in both directions.
+
+struct FullPacket {
+  std::string_view name;
+  Packet packet;
+  std::string_view hex;
+};
+
+std::vector<FullPacket> FullV5Packets() {
+  std::vector<FullPacket> packets;
+
+  Connect connect;
+  connect.version = kV5;
+  connect.keep_alive = 30;
+  connect.client_id = "id";
+  Properties& cp = connect.properties;
+  cp.session_expiry_interval = kSessionNeverExpires;
+  cp.authentication_method = "m";
+  cp.authentication_data = "\x01";
+  cp.request_problem_information = 0;
+  cp.request_response_information = 1;
+  cp.receive_maximum = 100;
+  cp.topic_alias_maximum = 10;
+  cp.user_properties = {{"a", "1"}, {"a", "2"}};
+  cp.maximum_packet_size = 1 << 20;
+  Will& will = connect.will.emplace();
+  will.topic = "w";
+  will.payload = "bye";
+  will.qos = 1;
+  will.retain = true;
+  will.properties.payload_format_indicator = 1;
+  will.properties.message_expiry_interval = 3600;
+  will.properties.content_type = "t/p";
+  will.properties.response_topic = "r";
+  will.properties.correlation_data = "\0\x01"s;
+  will.properties.will_delay_interval = 60;
+  will.properties.user_properties = {{"k", "v"}};
+  connect.username = "u";
+  connect.password = "pw";
+  packets.push_back(
+      {"CONNECT", connect,
+       "10 6B 00 04 4D 51 54 54 05 EE 00 1E "
+       "2A 11 FF FF FF FF  15 00 01 6D  16 00 01 01  17 00  19 01  21 00 64  22 00 0A "
+       "26 00 01 61 00 01 31  26 00 01 61 00 01 32  27 00 10 00 00 "
+       "00 02 69 64 "
+       "22 01 01  02 00 00 0E 10  03 00 03 74 2F 70  08 00 01 72  09 00 02 00 01  18 00 00 00 3C "
+       "26 00 01 6B 00 01 76 "
+       "00 01 77  00 03 62 79 65  00 01 75  00 02 70 77"});
+
+  Connack connack;
+  connack.session_present = true;
+  Properties& ap = connack.properties;
+  ap.session_expiry_interval = 120;
+  ap.assigned_client_identifier = "abc";
+  ap.server_keep_alive = 60;
+  ap.authentication_method = "m";
+  ap.authentication_data = "\x02";
+  ap.response_information = "r/";
+  ap.server_reference = "s";
+  ap.reason_string = "ok";
+  ap.receive_maximum = 20;
+  ap.topic_alias_maximum = 5;
+  ap.maximum_qos = 1;
+  ap.retain_available = 0;
+  ap.user_properties = {{"k", "v"}};
+  ap.maximum_packet_size = 65535;
+  ap.wildcard_subscription_available = 1;
+  ap.subscription_identifier_available = 0;
+  ap.shared_subscription_available = 1;
+  packets.push_back({"CONNACK", connack,
+                     "20 43 01 00 40 11 00 00 00 78  12 00 03 61 62 63  13 00 3C  15 00 01 6D "
+                     "16 00 01 02  1A 00 02 72 2F  1C 00 01 73  1F 00 02 6F 6B  21 00 14  22 00 05 "
+                     "24 01  25 00  26 00 01 6B 00 01 76  27 00 00 FF FF  28 01  29 00  2A 01"});
+
+  Publish publish;
+  publish.topic = "a/b";
+  publish.payload = "hi";
+  publish.qos = 2;
+  publish.retain = true;
+  publish.packet_id = 9;
+  Properties& pp = publish.properties;
+  pp.payload_format_indicator = 0;
+  pp.message_expiry_interval = 10;
+  pp.content_type = "json";
+  pp.response_topic = "r/1";
+  pp.correlation_data = "\xFF";
+  pp.subscription_identifiers = {1, 268'435'455};
+  pp.topic_alias = 3;
+  pp.user_properties = {{"a", "b"}, {"a", "c"}};
+  packets.push_back({"PUBLISH", publish,
+                     "35 3A 00 03 61 2F 62 00 09 30  01 00  02 00 00 00 0A  03 00 04 6A 73 6F 6E "
+                     "08 00 03 72 2F 31  09 00 01 FF  0B 01  0B FF FF FF 7F  23 00 03 "
+                     "26 00 01 61 00 01 62  26 00 01 61 00 01 63  68 69"});
+
+  Properties kv = UserProperties({{"k", "v"}});
+  Subscribe subscribe;
+  subscribe.packet_id = 3;
+  subscribe.topics = {{"a/#", 1, true, false, 1}};
+  subscribe.properties = kv;
+  subscribe.properties.subscription_identifiers = {42};
+  packets.push_back(
+      {"SUBSCRIBE", subscribe, "82 12 00 03 09 0B 2A 26 00 01 6B 00 01 76 00 03 61 2F 23 15"});
+
+  Properties ok = kv;
+  ok.reason_string = "ok";
+  packets.push_back({"SUBACK", Suback{3, {0x01, 0xA2}, ok},
+                     "90 11 00 03 0C 1F 00 02 6F 6B 26 00 01 6B 00 01 76 01 A2"});
+  packets.push_back({"UNSUBSCRIBE", Unsubscribe{4, {"a/#"}, kv},
+                     "A2 0F 00 04 07 26 00 01 6B 00 01 76 00 03 61 2F 23"});
+
+  Properties no;
+  no.reason_string = "no";
+  Properties just_ok;
+  just_ok.reason_string = "ok";
+  packets.push_back({"UNSUBACK", Unsuback{4, {0x11}, no}, "B0 09 00 04 05 1F 00 02 6E 6F 11"});
+  packets.push_back(
+      {"PUBACK", Ack{PacketType::kPuback, 5, 0x10, no}, "40 09 00 05 10 05 1F 00 02 6E 6F"});
+  packets.push_back({"PUBREC", Ack{PacketType::kPubrec, 5, reason::kSuccess, just_ok},
+                     "50 09 00 05 00 05 1F 00 02 6F 6B"});
+  packets.push_back(
+      {"PUBREL", Ack{PacketType::kPubrel, 5, 0x92, kv}, "62 0B 00 05 92 07 26 00 01 6B 00 01 76"});
+  packets.push_back({"PUBCOMP", Ack{PacketType::kPubcomp, 5, reason::kSuccess, just_ok},
+                     "70 09 00 05 00 05 1F 00 02 6F 6B"});
+
+  Properties moved = kv;
+  moved.session_expiry_interval = 0;
+  moved.server_reference = "host";
+  moved.reason_string = "by";
+  packets.push_back({"DISCONNECT", Disconnect{reason::kUseAnotherServer, moved},
+                     "E0 1A 9C 18 11 00 00 00 00  1C 00 04 68 6F 73 74  1F 00 02 62 79 "
+                     "26 00 01 6B 00 01 76"});
+
+  Properties auth = UserProperties({{"a", "b"}});
+  auth.authentication_method = "SCRAM";
+  auth.authentication_data = "\0\xFF"s;
+  auth.reason_string = "go";
+  packets.push_back({"AUTH", Auth{reason::kContinueAuthentication, auth},
+                     "F0 1B 18 19 15 00 05 53 43 52 41 4D  16 00 02 00 FF  1F 00 02 67 6F "
+                     "26 00 01 61 00 01 62"});
+  return packets;
+}
+
+TEST(EncodeV5Test, EveryPropertyOfEveryPacketByteForByte) {
+  for (const FullPacket& full : FullV5Packets()) {
+    SCOPED_TRACE(full.name);
+    EXPECT_EQ(EncodeToHex(full.packet, kV5), H(full.hex));
+    EXPECT_EQ(EncodedSize(full.packet, kV5), Hex(full.hex).size());
+    const std::string wire = Hex(full.hex);
+    const Frame frame = ParseFrame(wire, std::numeric_limits<size_t>::max());
+    ASSERT_EQ(frame.status, Frame::Status::kComplete);
+    ASSERT_EQ(frame.total_size(), wire.size());
+    const DecodeResult result =
+        Decode(frame.first_byte, std::string_view(wire).substr(frame.header_size), kV5);
+    ASSERT_TRUE(std::holds_alternative<Packet>(result)) << std::get<DecodeError>(result).what;
+    EXPECT_TRUE(std::get<Packet>(result) == full.packet);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Round trips
 
@@ -332,7 +622,8 @@ std::vector<Packet> SamplePackets(ProtocolVersion version) {
   full.properties = props;
   packets.push_back(full);
 
-  packets.push_back(Connack{false, connack::kIdentifierRejected, props});
+  packets.push_back(
+      Connack{false, v5 ? reason::kClientIdentifierNotValid : connack::kIdentifierRejected, props});
   packets.push_back(Connack{version != kV31, connack::kAccepted, props});
 
   Publish publish;
@@ -352,9 +643,12 @@ std::vector<Packet> SamplePackets(ProtocolVersion version) {
 
   for (PacketType type :
        {PacketType::kPuback, PacketType::kPubrec, PacketType::kPubrel, PacketType::kPubcomp}) {
+    // PUBREL and PUBCOMP have only one failure (MQTT 5 3.6.2.1, 3.7.2.1).
+    const uint8_t failure =
+        type == PacketType::kPuback || type == PacketType::kPubrec ? 0x80 : 0x92;
     packets.push_back(Ack{type, 42, reason::kSuccess, {}});
-    if (v5) packets.push_back(Ack{type, 42, 0x80, {}});
-    if (v5) packets.push_back(Ack{type, 42, 0x80, props});
+    if (v5) packets.push_back(Ack{type, 42, failure, {}});
+    if (v5) packets.push_back(Ack{type, 42, failure, props});
     if (v5) packets.push_back(Ack{type, 42, reason::kSuccess, props});
   }
 
@@ -374,6 +668,12 @@ std::vector<Packet> SamplePackets(ProtocolVersion version) {
   packets.push_back(Disconnect{});
   if (v5) packets.push_back(Disconnect{0x04, {}});
   if (v5) packets.push_back(Disconnect{0x8E, props});
+  if (v5) {
+    packets.push_back(Auth{});
+    packets.push_back(Auth{reason::kContinueAuthentication, {}});
+    packets.push_back(Auth{reason::kReAuthenticate, props});
+    for (FullPacket& full : FullV5Packets()) packets.push_back(std::move(full.packet));
+  }
   return packets;
 }
 
@@ -393,6 +693,38 @@ TEST(RoundTripTest, EveryPacketTypeForEveryVersion) {
           << std::get<DecodeError>(result).what << "\n"
           << ToHex(wire);
       EXPECT_TRUE(std::get<Packet>(result) == packet) << ToHex(wire);
+    }
+  }
+}
+
+TEST(EncodedSizeTest, EqualsWhatEncodeAppends) {
+  size_t checked = 0;
+  for (const ProtocolVersion version : {kV31, kV311, kV5}) {
+    for (const Packet& packet : SamplePackets(version)) {
+      std::string out = "xyz";  // appending must not change the answer
+      Encode(packet, version, &out);
+      EXPECT_EQ(EncodedSize(packet, version), out.size() - 3)
+          << "version " << int(version) << ", packet index " << packet.index() << ": "
+          << ToHex(out);
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 80u);
+}
+
+TEST(EncodedSizeTest, CountsMultiByteLengths) {
+  Publish publish;
+  publish.topic = "t";
+  publish.payload = std::string(20'000, 'p');
+  publish.properties.user_properties = {{"k", std::string(300, 'v')}};
+  Connect connect;
+  connect.version = kV5;
+  connect.properties.user_properties = {{"k", std::string(200, 'v')}};
+  for (const Packet& packet : {Packet(publish), Packet(connect)}) {
+    for (const ProtocolVersion version : {kV311, kV5}) {
+      std::string out;
+      Encode(packet, version, &out);
+      EXPECT_EQ(EncodedSize(packet, version), out.size());
     }
   }
 }
