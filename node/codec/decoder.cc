@@ -33,8 +33,9 @@
 // - Reserved 3.1.1 CONNACK and SUBACK return codes are Malformed.
 //
 // MQTT 5 adds (section numbers of the MQTT 5.0 standard):
-// - 2.2.2.2: an unknown property identifier is Malformed. A property on a packet that may not
-//   carry it (table 2-4, kPropertyRules below) is a Protocol Error. Will properties are their own
+// - 2.2.2.2: an unknown property identifier is Malformed, and so is one on a packet that may not
+//   carry it (table 2-4, kPropertyRules below): "A Control Packet which contains an Identifier
+//   which is not valid for its packet type ... is a Malformed Packet". Will properties are their own
 //   block: only 0x01, 0x02, 0x03, 0x08, 0x09, 0x18 and 0x26 may be there.
 // - A property appears at most once (Protocol Error), except User Property (any number, order
 //   kept) and Subscription Identifier on PUBLISH (one per matching subscription, 3.3.2.3.8); on
@@ -273,7 +274,7 @@ Error ReadProperties(Reader& r, Context context, Properties* properties) {
     const PropertyRule* rule = RuleOf(id);
     if (rule == nullptr) return Malformed("unknown property identifier");
     if ((rule->on & context) == 0) {
-      return PropertyError(reason::kProtocolError, *rule, " is not allowed on this packet");
+      return PropertyError(reason::kMalformedPacket, *rule, " is not allowed on this packet");
     }
     const bool repeatable = (rule->repeatable_on & context) != 0;
     Error error;

@@ -984,7 +984,7 @@ TEST(DecodeV5Test, AuthErrors) {
   EXPECT_EQ(ErrorOf(0xF0, "18 05 15 00 01", kV5), kMalformed);       // property block truncated
   EXPECT_EQ(ErrorOf(0xF0, "18 00 00", kV5), kMalformed);             // trailing byte
   EXPECT_EQ(ErrorOf(0xF0, "18 02 1F 00", kV5), kMalformed);          // property cut by the block
-  EXPECT_EQ(ErrorOf(0xF0, "18 05 11 00 00 00 01", kV5), kProtocol);  // Session Expiry on AUTH
+  EXPECT_EQ(ErrorOf(0xF0, "18 05 11 00 00 00 01", kV5), kMalformed);  // Session Expiry on AUTH
 }
 
 TEST(DecodeV5Test, ConnectPropertiesTooLongIsMalformed) {

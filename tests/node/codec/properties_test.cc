@@ -344,7 +344,8 @@ TEST(PropertiesTest, RefusedOnEveryPacketThatMayNotCarryIt) {
   for (const PropertyCase& c : PropertyCases()) {
     for (const Carrier carrier : kAllCarriers) {
       if (Allows(c, carrier)) continue;
-      EXPECT_EQ(ErrorOf(carrier, c.hex), kProtocol) << c.name << " on " << NameOf(carrier);
+      // MQTT 5 2.2.2.2: an identifier not valid for its packet type is a Malformed Packet.
+      EXPECT_EQ(ErrorOf(carrier, c.hex), kMalformed) << c.name << " on " << NameOf(carrier);
       ++refusals;
     }
   }
@@ -543,7 +544,7 @@ TEST(PropertiesTest, WillAndConnectPropertiesAreSeparateBlocks) {
                 DecodeWire(Hex("10 1E 00 04 4D 51 54 54 05 06 00 00 05 18 00 00 00 0A 00 01 63 "
                                "05 18 00 00 00 05 00 01 74 00 00")))
                 .reason_code,
-            kProtocol);
+            kMalformed);
 }
 
 }  // namespace
