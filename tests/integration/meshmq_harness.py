@@ -3,7 +3,9 @@
 Every test file drives a real broker process over 127.0.0.1 with real clients:
   * paho-mqtt (Debian's python3-paho-mqtt 1.6.1, so run the suite with /usr/bin/python3),
   * mosquitto_pub / mosquitto_sub subprocesses,
-  * RawClient below, which sends and expects exact bytes (the Mosquitto broker-test style).
+  * RawClient below, which sends and expects exact bytes (the Mosquitto broker-test style);
+    MQTT 5 packets are built by connect_v5/publish_v5/... with properties from
+    encode_properties([(P.X, value), ...]) and read back with parse_v5 (reason codes: RC).
 
 Which broker runs:
   * default: meshmqd, from $MESHMQD (what ctest sets), else <repo>/build/node/meshmqd;
@@ -39,6 +41,8 @@ import time
 import unittest
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 HOST = "127.0.0.1"
 TIMEOUT = 5.0  # default deadline for anything that should happen "promptly"
@@ -230,19 +234,28 @@ class Broker:
                 lines.append("%s %s" % (key, flags.pop(key)))
         if "max_inflight" in flags:
             lines.append("max_inflight_messages %s" % flags.pop("max_inflight"))
+        if "max_keepalive" in flags:
+            lines.append("max_keepalive %s" % flags.pop("max_keepalive"))
+        if "retain_available" in flags:
+            lines.append("retain_available %s" % _flag_value(flags.pop("retain_available")))
         if "sys_interval" in flags:
             seconds = _duration_seconds(flags.pop("sys_interval"))
             lines.append("sys_interval %d" % (0 if seconds == 0 else max(1, round(seconds))))
-        for ignored in ("workers", "node_id", "data_dir"):
+        # Tests depending on these are meshmq-only; the flags only shape meshmqd's class broker.
+        for ignored in ("workers", "node_id", "data_dir", "max_output_buffer",
+                        "max_subscriptions", "response_information"):
             flags.pop(ignored, None)
         # Mosquitto has no configurable CONNECT timeout; tests that need it are meshmq-only.
         flags.pop("connect_timeout", None)
         max_connections = flags.pop("max_connections", None)
+        per_listener = ["%s %s" % (key, flags.pop(key)) for key in ("max_topic_alias", "max_qos")
+                        if key in flags]
         if flags:
             raise ValueError("no mosquitto translation for flags %s" % sorted(flags))
         lines.append("listener %d %s" % (self.port, HOST))
         if max_connections is not None:
             lines.append("max_connections %s" % max_connections)
+        lines += per_listener
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -351,6 +364,21 @@ class BrokerTestCase(unittest.TestCase):
         client = self.raw(broker)
         client.send(connect(client_id, **connect_kwargs))
         client.expect(connack(0, 0))
+        return client
+
+    def raw_v5(self, client_id=None, broker=None, reason=0, session_present=None,
+               **connect_kwargs):
+        """A raw MQTT 5 client that has sent connect_v5(...) and read a CONNACK with this
+        reason code (and Session Present, when given); the parsed CONNACK is client.connack."""
+        if client_id is None:
+            client_id = unique_id()
+        client = self.raw(broker)
+        client.send(connect_v5(client_id, **connect_kwargs))
+        fields = {"reason": reason}
+        if session_present is not None:
+            fields["session_present"] = session_present
+        client.connack = client.expect_v5("CONNACK", **fields)
+        client.client_id = client_id
         return client
 
     def client(self, broker=None, connect=True, expect_rc=0, **kwargs):
@@ -547,6 +575,325 @@ def parse_publish(pkt):
 
 
 # ---------------------------------------------------------------------------------------------
+# MQTT 5: properties, packet builders and a parser (MQTT 5.0 sections 2.2.2, 3.1-3.15)
+# ---------------------------------------------------------------------------------------------
+
+
+class P:
+    """MQTT 5 property identifiers (section 2.2.2.2)."""
+    PAYLOAD_FORMAT_INDICATOR = 0x01
+    MESSAGE_EXPIRY_INTERVAL = 0x02
+    CONTENT_TYPE = 0x03
+    RESPONSE_TOPIC = 0x08
+    CORRELATION_DATA = 0x09
+    SUBSCRIPTION_IDENTIFIER = 0x0B
+    SESSION_EXPIRY_INTERVAL = 0x11
+    ASSIGNED_CLIENT_IDENTIFIER = 0x12
+    SERVER_KEEP_ALIVE = 0x13
+    AUTHENTICATION_METHOD = 0x15
+    AUTHENTICATION_DATA = 0x16
+    REQUEST_PROBLEM_INFORMATION = 0x17
+    WILL_DELAY_INTERVAL = 0x18
+    REQUEST_RESPONSE_INFORMATION = 0x19
+    RESPONSE_INFORMATION = 0x1A
+    SERVER_REFERENCE = 0x1C
+    REASON_STRING = 0x1F
+    RECEIVE_MAXIMUM = 0x21
+    TOPIC_ALIAS_MAXIMUM = 0x22
+    TOPIC_ALIAS = 0x23
+    MAXIMUM_QOS = 0x24
+    RETAIN_AVAILABLE = 0x25
+    USER_PROPERTY = 0x26
+    MAXIMUM_PACKET_SIZE = 0x27
+    WILDCARD_SUBSCRIPTION_AVAILABLE = 0x28
+    SUBSCRIPTION_IDENTIFIER_AVAILABLE = 0x29
+    SHARED_SUBSCRIPTION_AVAILABLE = 0x2A
+
+
+class RC:
+    """MQTT 5 reason codes (section 2.4) used by the tests."""
+    SUCCESS = 0x00
+    GRANTED_QOS_1 = 0x01
+    GRANTED_QOS_2 = 0x02
+    DISCONNECT_WITH_WILL = 0x04
+    NO_MATCHING_SUBSCRIBERS = 0x10
+    NO_SUBSCRIPTION_EXISTED = 0x11
+    UNSPECIFIED = 0x80
+    MALFORMED = 0x81
+    PROTOCOL_ERROR = 0x82
+    IMPLEMENTATION_SPECIFIC = 0x83
+    UNSUPPORTED_PROTOCOL_VERSION = 0x84
+    CLIENT_ID_NOT_VALID = 0x85
+    BAD_USERNAME_OR_PASSWORD = 0x86
+    NOT_AUTHORIZED = 0x87
+    SERVER_SHUTTING_DOWN = 0x8B
+    BAD_AUTHENTICATION_METHOD = 0x8C
+    KEEP_ALIVE_TIMEOUT = 0x8D
+    SESSION_TAKEN_OVER = 0x8E
+    TOPIC_FILTER_INVALID = 0x8F
+    TOPIC_NAME_INVALID = 0x90
+    PACKET_ID_NOT_FOUND = 0x92
+    RECEIVE_MAXIMUM_EXCEEDED = 0x93
+    TOPIC_ALIAS_INVALID = 0x94
+    PACKET_TOO_LARGE = 0x95
+    QUOTA_EXCEEDED = 0x97
+    PAYLOAD_FORMAT_INVALID = 0x99
+    RETAIN_NOT_SUPPORTED = 0x9A
+    QOS_NOT_SUPPORTED = 0x9B
+    SHARED_SUBSCRIPTIONS_NOT_SUPPORTED = 0x9E
+
+
+# Wire type of each property: byte, u16, u32, varint, str (UTF-8), bin, pair (string pair).
+_PROP_TYPES = {
+    0x01: "byte", 0x02: "u32", 0x03: "str", 0x08: "str", 0x09: "bin", 0x0B: "varint",
+    0x11: "u32", 0x12: "str", 0x13: "u16", 0x15: "str", 0x16: "bin", 0x17: "byte", 0x18: "u32",
+    0x19: "byte", 0x1A: "str", 0x1C: "str", 0x1F: "str", 0x21: "u16", 0x22: "u16", 0x23: "u16",
+    0x24: "byte", 0x25: "byte", 0x26: "pair", 0x27: "u32", 0x28: "byte", 0x29: "byte",
+    0x2A: "byte",
+}
+
+
+def encode_properties(props=()):
+    """Property Length + properties, from (identifier, value) pairs in the order given, so tests
+    can also build duplicates or properties in the wrong packet. A USER_PROPERTY value is a
+    (name, value) pair; identifier None inserts its value (bytes) verbatim."""
+    out = b""
+    for ident, value in props:
+        if ident is None:
+            out += value
+            continue
+        kind = _PROP_TYPES[ident]
+        out += encode_remaining_length(ident)
+        if kind == "byte":
+            out += bytes([value])
+        elif kind == "u16":
+            out += struct.pack("!H", value)
+        elif kind == "u32":
+            out += struct.pack("!I", value)
+        elif kind == "varint":
+            out += encode_remaining_length(value)
+        elif kind == "pair":
+            out += _str(value[0]) + _str(value[1])
+        else:  # str and bin share the encoding: 2-byte length + bytes
+            out += _str(value)
+    return encode_remaining_length(len(out)) + out
+
+
+class Props(list):
+    """Decoded properties: (identifier, value) pairs in wire order; strings decoded, binary
+    data as bytes, user properties as (name, value) tuples."""
+
+    def get(self, ident, default=None):
+        for i, value in self:
+            if i == ident:
+                return value
+        return default
+
+    def all(self, ident):
+        return [value for i, value in self if i == ident]
+
+    def ids(self):
+        return [i for i, _ in self]
+
+    def user(self):
+        return self.all(P.USER_PROPERTY)
+
+
+def _read_varint(buf, i):
+    value, multiplier = 0, 1
+    for _ in range(4):
+        byte = buf[i]
+        i += 1
+        value += (byte & 0x7F) * multiplier
+        multiplier *= 128
+        if not byte & 0x80:
+            return value, i
+    raise AssertionError("malformed variable byte integer in %s" % bytes(buf).hex(" "))
+
+
+def decode_properties(buf, i=0):
+    """Reads a Property Length and the properties after it; returns (Props, next index).
+    Fails on anything a conforming server cannot send (unknown identifier, overrun)."""
+    length, i = _read_varint(buf, i)
+    end = i + length
+    if end > len(buf):
+        raise AssertionError("property length %d overruns the packet" % length)
+    props = Props()
+    while i < end:
+        ident, i = _read_varint(buf, i)
+        kind = _PROP_TYPES.get(ident)
+        if kind is None:
+            raise AssertionError("unknown property identifier 0x%02x" % ident)
+        if kind == "byte":
+            value, i = buf[i], i + 1
+        elif kind == "u16":
+            value, i = struct.unpack("!H", buf[i:i + 2])[0], i + 2
+        elif kind == "u32":
+            value, i = struct.unpack("!I", buf[i:i + 4])[0], i + 4
+        elif kind == "varint":
+            value, i = _read_varint(buf, i)
+        else:
+            strings = []
+            for _ in range(2 if kind == "pair" else 1):
+                n = struct.unpack("!H", buf[i:i + 2])[0]
+                strings.append(bytes(buf[i + 2:i + 2 + n]))
+                i += 2 + n
+            if kind == "bin":
+                value = strings[0]
+            else:
+                value = tuple(s.decode("utf-8") for s in strings)
+                value = value if kind == "pair" else value[0]
+        props.append((ident, value))
+    if i != end:
+        raise AssertionError("property overruns the property length")
+    return props, i
+
+
+def connect_v5(client_id, clean_start=True, keepalive=60, properties=(), username=None,
+               password=None, will_topic=None, will_payload=b"", will_qos=0, will_retain=False,
+               will_properties=(), flags=None):
+    """An MQTT 5 CONNECT (section 3.1). flags overrides the Connect Flags byte."""
+    f = 0x02 if clean_start else 0
+    payload = _str(client_id)
+    if will_topic is not None:
+        f |= 0x04 | (will_qos << 3) | (0x20 if will_retain else 0)
+        payload += encode_properties(will_properties) + _str(will_topic) + _str(will_payload)
+    if username is not None:
+        f |= 0x80
+        payload += _str(username)
+    if password is not None:
+        f |= 0x40
+        payload += _str(password)
+    if flags is not None:
+        f = flags
+    body = (_str("MQTT") + bytes([5, f]) + struct.pack("!H", keepalive) +
+            encode_properties(properties) + payload)
+    return packet(0x10, body)
+
+
+def publish_v5(topic, payload=b"", qos=0, mid=None, retain=False, dup=False, properties=()):
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    first = 0x30 | (qos << 1) | (0x01 if retain else 0) | (0x08 if dup else 0)
+    body = _str(topic)
+    if qos > 0:
+        body += struct.pack("!H", mid)
+    return packet(first, body + encode_properties(properties) + payload)
+
+
+def _ack_v5(first, mid, reason, properties):
+    # Section 3.4.2.1: reason 0 without properties may be (and here is) left off.
+    body = struct.pack("!H", mid)
+    if reason or properties:
+        body += bytes([reason]) + (encode_properties(properties) if properties else b"")
+    return packet(first, body)
+
+
+def puback_v5(mid, reason=0, properties=()):
+    return _ack_v5(0x40, mid, reason, properties)
+
+
+def pubrec_v5(mid, reason=0, properties=()):
+    return _ack_v5(0x50, mid, reason, properties)
+
+
+def pubrel_v5(mid, reason=0, properties=()):
+    return _ack_v5(0x62, mid, reason, properties)
+
+
+def pubcomp_v5(mid, reason=0, properties=()):
+    return _ack_v5(0x70, mid, reason, properties)
+
+
+def sub_options(qos=0, no_local=False, retain_as_published=False, retain_handling=0):
+    """The Subscription Options byte (section 3.8.3.1)."""
+    return (qos | (0x04 if no_local else 0) | (0x08 if retain_as_published else 0) |
+            (retain_handling << 4))
+
+
+def subscribe_v5(mid, filters, properties=()):
+    """filters: (filter, options byte) pairs (see sub_options; a bare QoS is a valid byte)."""
+    body = struct.pack("!H", mid) + encode_properties(properties)
+    for topic, options in filters:
+        body += _str(topic) + bytes([options])
+    return packet(0x82, body)
+
+
+def unsubscribe_v5(mid, filters, properties=()):
+    body = struct.pack("!H", mid) + encode_properties(properties)
+    for topic in filters:
+        body += _str(topic)
+    return packet(0xA2, body)
+
+
+def disconnect_v5(reason=0, properties=()):
+    if not reason and not properties:
+        return b"\xe0\x00"
+    return packet(0xE0, bytes([reason]) + encode_properties(properties))
+
+
+def auth_v5(reason=0, properties=()):
+    return packet(0xF0, bytes([reason]) + encode_properties(properties))
+
+
+_PACKET_TYPES = {1: "CONNECT", 2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 5: "PUBREC",
+                 6: "PUBREL", 7: "PUBCOMP", 8: "SUBSCRIBE", 9: "SUBACK", 10: "UNSUBSCRIBE",
+                 11: "UNSUBACK", 12: "PINGREQ", 13: "PINGRESP", 14: "DISCONNECT", 15: "AUTH"}
+
+
+def parse_v5(pkt):
+    """Splits a complete MQTT 5 packet from the server into a dict with "type" (its name) and:
+    CONNACK session_present, reason, props; PUBLISH topic, mid, qos, dup, retain, props,
+    payload; PUBACK/PUBREC/PUBREL/PUBCOMP mid, reason, props; SUBACK/UNSUBACK mid, props,
+    codes; DISCONNECT/AUTH reason, props. Omitted reason codes and properties read as 0 and
+    empty (sections 3.4.2.1, 3.14.2.1). Fails if the packet is not exactly consumed."""
+    first = pkt[0]
+    kind = _PACKET_TYPES.get(first >> 4)
+    _, i = _read_varint(pkt, 1)
+    msg = {"type": kind, "raw": pkt, "props": Props()}
+    if kind == "CONNACK":
+        msg["session_present"], msg["reason"] = pkt[i], pkt[i + 1]
+        msg["props"], i = decode_properties(pkt, i + 2)
+    elif kind == "PUBLISH":
+        tlen = struct.unpack("!H", pkt[i:i + 2])[0]
+        msg["topic"] = pkt[i + 2:i + 2 + tlen].decode("utf-8", "replace")
+        i += 2 + tlen
+        msg.update(qos=(first >> 1) & 0x03, dup=bool(first & 0x08), retain=bool(first & 0x01),
+                   mid=None)
+        if msg["qos"]:
+            msg["mid"] = struct.unpack("!H", pkt[i:i + 2])[0]
+            i += 2
+        msg["props"], i = decode_properties(pkt, i)
+        msg["payload"], i = pkt[i:], len(pkt)
+    elif kind in ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP"):
+        msg["mid"], msg["reason"] = struct.unpack("!H", pkt[i:i + 2])[0], 0
+        i += 2
+        if i < len(pkt):
+            msg["reason"], i = pkt[i], i + 1
+        if i < len(pkt):
+            msg["props"], i = decode_properties(pkt, i)
+    elif kind in ("SUBACK", "UNSUBACK"):
+        msg["mid"] = struct.unpack("!H", pkt[i:i + 2])[0]
+        msg["props"], i = decode_properties(pkt, i + 2)
+        msg["codes"], i = list(pkt[i:]), len(pkt)
+    elif kind in ("DISCONNECT", "AUTH"):
+        msg["reason"] = 0
+        if i < len(pkt):
+            msg["reason"], i = pkt[i], i + 1
+        if i < len(pkt):
+            msg["props"], i = decode_properties(pkt, i)
+    if i != len(pkt):
+        raise AssertionError("%s has %d unexpected trailing bytes: %s" %
+                             (kind, len(pkt) - i, pkt.hex(" ")))
+    return msg
+
+
+def _fmt_fields(fields):
+    return ", ".join("%s=%s" % (k, hex(v) if isinstance(v, int) and not isinstance(v, bool)
+                                else repr(v)) for k, v in fields.items())
+
+
+# ---------------------------------------------------------------------------------------------
 # Raw socket client
 # ---------------------------------------------------------------------------------------------
 
@@ -661,21 +1008,24 @@ class RawClient:
             return
         raise AssertionError("unexpected packet %s" % got.hex(" "))
 
-    def collect_publishes(self, until_payload, timeout=None):
+    def collect_publishes(self, until_payload, timeout=None, v5=False):
         """Reads PUBLISHes in arrival order, completing every QoS 1/2 flow, until one carries
         until_payload and all QoS 2 flows are complete. Returns the parsed PUBLISHes (dicts
-        from parse_publish) in arrival order."""
+        from parse_publish, or parse_v5 with v5=True) in arrival order."""
         got, open_qos2, done = [], set(), False
         while not done or open_qos2:
             pkt = self.read_packet(timeout)
             if pkt[0] & 0xF0 == 0x60:  # PUBREL for a QoS 2 message we PUBREC'd
                 mid = struct.unpack("!H", pkt[2:4])[0]
-                if pkt != pubrel(mid) or mid not in open_qos2:
+                ok = parse_v5(pkt)["reason"] == 0 if v5 else pkt == pubrel(mid)
+                if not ok or mid not in open_qos2:
                     raise AssertionError("unexpected %s" % pkt.hex(" "))
                 open_qos2.discard(mid)
                 self.send(pubcomp(mid))
                 continue
-            msg = parse_publish(pkt)
+            msg = parse_v5(pkt) if v5 else parse_publish(pkt)
+            if msg.get("type", "PUBLISH") != "PUBLISH":
+                raise AssertionError("expected PUBLISH, got %s" % pkt.hex(" "))
             got.append(msg)
             if msg["qos"] == 1:
                 self.send(puback(msg["mid"]))
@@ -685,6 +1035,39 @@ class RawClient:
             if msg["payload"] == until_payload:
                 done = True
         return got
+
+    # -- MQTT 5 ---------------------------------------------------------------------------
+
+    def read_v5(self, timeout=None):
+        """The next packet, parsed by parse_v5."""
+        return parse_v5(self.read_packet(timeout))
+
+    def expect_v5(self, kind, timeout=None, **fields):
+        """Reads the next packet, checks its type name and the given parse_v5 fields (e.g.
+        reason=0x10, codes=[1]); returns the parsed dict."""
+        try:
+            msg = self.read_v5(timeout)
+        except (ConnectionClosed, TimeoutError) as e:
+            raise AssertionError("expected %s %s, but %s" % (kind, _fmt_fields(fields), e)) \
+                from None
+        got = {k: msg.get(k) for k in fields}
+        if msg["type"] != kind or got != fields:
+            raise AssertionError("expected %s %s\n     got %s %s (%s)" % (
+                kind, _fmt_fields(fields), msg["type"], _fmt_fields(got), msg["raw"].hex(" ")))
+        return msg
+
+    def expect_disconnect_v5(self, reason, timeout=None):
+        """Expects a server DISCONNECT with this reason code, then the connection closing."""
+        msg = self.expect_v5("DISCONNECT", timeout, reason=reason)
+        self.expect_closed(timeout)
+        return msg
+
+    def expect_publish_v5(self, topic, payload, timeout=None, **fields):
+        """Reads a PUBLISH with this topic and payload (and the given parse_v5 fields, e.g.
+        qos=1, retain=False); returns the parsed dict."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        return self.expect_v5("PUBLISH", timeout, topic=topic, payload=payload, **fields)
 
     def close(self):
         try:
@@ -706,28 +1089,46 @@ class RawClient:
 # ---------------------------------------------------------------------------------------------
 
 
+def v5_props(packet_name, **values):
+    """paho MQTT 5 Properties for packet_name ("CONNECT", "PUBLISH", "SUBSCRIBE", "WILLMESSAGE",
+    "DISCONNECT"...), e.g. v5_props("PUBLISH", ResponseTopic="r", UserProperty=[("a", "1")])."""
+    props = Properties(getattr(PacketTypes, packet_name))
+    for name, value in values.items():
+        setattr(props, name, value)
+    return props
+
+
 class MqttClient:
     """A paho client on its own network thread; records CONNACK, SUBACKs and messages.
 
     It never reconnects by itself: when the connection drops, the loop stops and
     disconnected is set, so takeover tests do not ping-pong.
+
+    protocol=mqtt.MQTTv5 speaks MQTT 5: clean_session is then Clean Start, properties the
+    CONNECT properties (v5_props), will may carry a fifth element (will properties); reason
+    codes are recorded as ints (connack, subacks, unsubacks, disconnect_reason) and CONNACK's
+    properties as connack_props; received messages keep paho's msg.properties.
     """
 
     def __init__(self, port, client_id=None, clean_session=True, protocol=mqtt.MQTTv311,
-                 username=None, password=None, keepalive=60, will=None):
+                 username=None, password=None, keepalive=60, will=None, properties=None):
         self.port = port
         self.keepalive = keepalive
+        self.v5 = protocol == mqtt.MQTTv5
+        self.clean_start = clean_session
+        self.connect_properties = properties
         self.client_id = unique_id("p") if client_id is None else client_id
-        self.c = mqtt.Client(client_id=self.client_id, clean_session=clean_session,
-                             protocol=protocol)
+        self.c = mqtt.Client(client_id=self.client_id, protocol=protocol,
+                             clean_session=None if self.v5 else clean_session)
         if username is not None:
             self.c.username_pw_set(username, password)
         if will is not None:
-            topic, payload, qos, retain = will
-            self.c.will_set(topic, payload, qos, retain)
+            self.c.will_set(*will)
         self._lock = threading.Lock()
         self.messages = []
         self.connack = None  # (rc, session_present)
+        self.connack_props = None
+        self.disconnect_reason = None
         self.subacks = {}
         self.unsubacks = set()
         self.disconnected = threading.Event()
@@ -738,10 +1139,12 @@ class MqttClient:
         self.c.on_unsubscribe = self._on_unsubscribe
         self._started = False
 
-    def _on_connect(self, client, userdata, flags, rc):
-        self.connack = (rc, flags.get("session present", 0))
+    def _on_connect(self, client, userdata, flags, rc, properties=None):
+        self.connack_props = properties
+        self.connack = (_rc_int(rc), flags.get("session present", 0))
 
-    def _on_disconnect(self, client, userdata, rc):
+    def _on_disconnect(self, client, userdata, rc, properties=None):
+        self.disconnect_reason = _rc_int(rc)
         self.disconnected.set()
         client.loop_stop()  # from the network thread: ends the loop instead of reconnecting
 
@@ -749,15 +1152,19 @@ class MqttClient:
         with self._lock:
             self.messages.append(msg)
 
-    def _on_subscribe(self, client, userdata, mid, granted):
-        self.subacks[mid] = list(granted)
+    def _on_subscribe(self, client, userdata, mid, granted, properties=None):
+        self.subacks[mid] = [_rc_int(g) for g in granted]
 
-    def _on_unsubscribe(self, client, userdata, mid):
+    def _on_unsubscribe(self, client, userdata, mid, properties=None, reasons=None):
         self.unsubacks.add(mid)
 
     def connect(self, timeout=TIMEOUT):
         """Connects and returns the CONNACK return code (None if closed without CONNACK)."""
-        self.c.connect(HOST, self.port, self.keepalive)
+        if self.v5:
+            self.c.connect(HOST, self.port, self.keepalive, clean_start=self.clean_start,
+                           properties=self.connect_properties)
+        else:
+            self.c.connect(HOST, self.port, self.keepalive)
         self.c.loop_start()
         self._started = True
         wait_for(lambda: self.connack is not None or self.disconnected.is_set(), timeout,
@@ -768,11 +1175,12 @@ class MqttClient:
     def session_present(self):
         return self.connack[1]
 
-    def subscribe(self, filters, qos=0, timeout=TIMEOUT):
-        """filters: a topic string or a list of (filter, qos). Returns the granted list."""
+    def subscribe(self, filters, qos=0, timeout=TIMEOUT, properties=None):
+        """filters: a topic string or a list of (filter, qos) (MQTT 5: qos may be a paho
+        SubscribeOptions). Returns the granted list (MQTT 5: the SUBACK reason codes)."""
         if isinstance(filters, str):
             filters = [(filters, qos)]
-        rc, mid = self.c.subscribe(filters)
+        rc, mid = self.c.subscribe(filters, properties=properties)
         if rc != mqtt.MQTT_ERR_SUCCESS:
             raise AssertionError("subscribe failed locally: %s" % mqtt.error_string(rc))
         wait_for(lambda: mid in self.subacks or self.disconnected.is_set(), timeout,
@@ -785,9 +1193,10 @@ class MqttClient:
         rc, mid = self.c.unsubscribe(topics)
         wait_for(lambda: mid in self.unsubacks, timeout, message="no UNSUBACK")
 
-    def publish(self, topic, payload=b"", qos=0, retain=False, timeout=TIMEOUT):
-        """Publishes and waits until the flow completes (PUBACK / PUBCOMP, or sent for QoS 0)."""
-        info = self.c.publish(topic, payload, qos, retain)
+    def publish(self, topic, payload=b"", qos=0, retain=False, timeout=TIMEOUT, properties=None):
+        """Publishes and waits until the flow completes (PUBACK / PUBCOMP, or sent for QoS 0).
+        properties: MQTT 5 PUBLISH properties (v5_props("PUBLISH", ...))."""
+        info = self.c.publish(topic, payload, qos, retain, properties=properties)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise AssertionError("publish failed locally: %s" % mqtt.error_string(info.rc))
         info.wait_for_publish(timeout)
@@ -843,6 +1252,11 @@ class MqttClient:
             self.c.socket() and self.c.socket().close()
         except OSError:
             pass
+
+
+def _rc_int(rc):
+    """paho gives MQTT 5 reason codes as ReasonCodes objects, 3.1.1 ones as ints."""
+    return rc if isinstance(rc, int) else rc.value
 
 
 class SysWatcher:
