@@ -120,9 +120,13 @@ namespace {
 // the highest QoS any of them grants, with every Subscription Identifier among them. Returns false
 // if none of them takes the message (all No Local, and the session published it).
 // `Ref` is SubscriberRef or SharedGroup::Member: anything with `session` and `options`.
+// `shared_group`: the group the message came through, or null.
 template <typename Ref>
 bool MergeMatches(const MessagePtr& message, const Session* origin, const Ref* begin,
-                  const Ref* end, QueuedMessage* queued) {
+                  const Ref* end, std::shared_ptr<SharedGroup> shared_group,
+                  QueuedMessage* queued) {
+  thread_local std::vector<uint32_t> subscription_ids;
+  subscription_ids.clear();
   bool any = false;
   for (const Ref* ref = begin; ref != end; ++ref) {
     const SubscriptionOptions& options = ref->options;
@@ -132,8 +136,12 @@ bool MergeMatches(const MessagePtr& message, const Session* origin, const Ref* b
     const bool retain = options.retain_as_published && message->retain;
     if (!any || qos > queued->qos) queued->qos = qos;
     queued->retain = (any && queued->retain) || retain;
-    if (options.subscription_id != 0) queued->subscription_ids.push_back(options.subscription_id);
+    if (options.subscription_id != 0) subscription_ids.push_back(options.subscription_id);
     any = true;
+  }
+  if (any && (!subscription_ids.empty() || shared_group != nullptr)) {
+    queued->extras = std::make_shared<const DeliveryExtras>(
+        DeliveryExtras{subscription_ids, std::move(shared_group)});
   }
   return any;
 }
@@ -172,7 +180,8 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
     while (j < matches.size() && matches[j].session == matches[i].session) ++j;
     Session& session = *matches[i].session;
     QueuedMessage queued;
-    const bool wanted = MergeMatches(message, origin, &matches[i], matches.data() + j, &queued);
+    const bool wanted =
+        MergeMatches(message, origin, &matches[i], matches.data() + j, nullptr, &queued);
     i = j;
     if (!wanted || !ReadAllowed(auth.get(), session, message->topic)) continue;
     queued.message = message;
@@ -190,9 +199,8 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
       std::optional<SharedGroup::Member> member = group->Pick();
       if (!member || !ReadAllowed(auth.get(), *member->session, message->topic)) continue;
       QueuedMessage queued;
-      MergeMatches(message, nullptr, &*member, &*member + 1, &queued);
+      MergeMatches(message, nullptr, &*member, &*member + 1, std::move(group), &queued);
       queued.message = message;
-      queued.shared_group = std::move(group);
       Deliver(*member->session, std::move(queued));
       ++delivered;
     }
@@ -232,18 +240,18 @@ void Broker::RedeliverShared(std::vector<QueuedMessage> messages,
                              const std::shared_ptr<Session>& from) {
   std::shared_ptr<const AuthConfig> auth = auth_if_acl();
   for (QueuedMessage& queued : messages) {
-    std::optional<SharedGroup::Member> member = queued.shared_group->Pick(from.get());
+    std::shared_ptr<SharedGroup> group = queued.extras->shared_group;
+    std::optional<SharedGroup::Member> member = group->Pick(from.get());
     if (!member || !ReadAllowed(auth.get(), *member->session, queued.message->topic)) {
       Deliver(*from, std::move(queued));  // nobody else: it waits for its first receiver
       continue;
     }
     counters_.shared_redeliveries.Increment();
-    queued.qos = std::min(queued.message->qos, member->options.qos);
-    queued.subscription_ids.clear();
-    if (member->options.subscription_id != 0) {
-      queued.subscription_ids.push_back(member->options.subscription_id);
-    }
-    Deliver(*member->session, std::move(queued));
+    // As if first routed to the new member: its QoS, its Subscription Identifier.
+    QueuedMessage moved;
+    MergeMatches(queued.message, nullptr, &*member, &*member + 1, std::move(group), &moved);
+    moved.message = std::move(queued.message);
+    Deliver(*member->session, std::move(moved));
   }
 }
 

@@ -251,9 +251,9 @@ void Connection::WriteOutgoing(const Outgoing& outgoing) {
       extra.emplace().message_expiry_interval =
           std::max<uint32_t>(1, m.remaining_expiry_seconds(MonotonicMillis()));
     }
-    if (!queued.subscription_ids.empty()) {
+    if (queued.extras && !queued.extras->subscription_ids.empty()) {
       if (!extra) extra.emplace();
-      extra->subscription_identifiers = queued.subscription_ids;
+      extra->subscription_identifiers = queued.extras->subscription_ids;
     }
     // Topic aliases towards the client (3.3.2.3.4): the first topics sent get one each, up to
     // the client's Topic Alias Maximum; later sends of those topics carry only the alias.

@@ -101,7 +101,8 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
       }
       QueuedMessage queued{message, std::min(message->qos, granted.options.qos), true};
       if (granted.options.subscription_id != 0) {
-        queued.subscription_ids.push_back(granted.options.subscription_id);
+        queued.extras = std::make_shared<const DeliveryExtras>(
+            DeliveryExtras{{granted.options.subscription_id}, nullptr});
       }
       session_->Enqueue(std::move(queued), broker_->queue_limits(), &broker_->counters());
     }

@@ -170,13 +170,13 @@ std::vector<QueuedMessage> Session::TakeSharedUnacknowledged() {
   // In flight and not yet acknowledged: a QoS 2 message after PUBREC has been received by the
   // client and is not redelivered (its `message` is gone, see OnPubrec).
   std::erase_if(inflight_, [&](Inflight& f) {
-    if (!f.queued.shared_group || f.queued.message == nullptr) return false;
+    if (f.queued.shared_group() == nullptr || f.queued.message == nullptr) return false;
     taken.push_back(std::move(f.queued));
     return true;
   });
   if (pending_) {
     std::erase_if(*pending_, [&](QueuedMessage& m) {
-      if (!m.shared_group || m.qos == 0) return false;
+      if (m.shared_group() == nullptr || m.qos == 0) return false;
       taken.push_back(std::move(m));
       return true;
     });

@@ -43,16 +43,26 @@ struct SessionOwner {
   }
 };
 
+// What only some deliveries carry, kept out of line so that the common QueuedMessage (every
+// 3.1.1 delivery) stays small: queues hold many of them and the fan-out path moves them around.
+struct DeliveryExtras {
+  // The Subscription Identifiers of the subscriptions that matched (MQTT 5 3.3.4).
+  std::vector<uint32_t> subscription_ids;
+  // Set when the message came through a shared subscription, so it can go to another member of
+  // the group if this one disconnects before acknowledging it.
+  std::shared_ptr<SharedGroup> shared_group;
+};
+
 // One message on its way to this session, at the QoS it is delivered with.
 struct QueuedMessage {
   MessagePtr message;
   uint8_t qos = 0;
   bool retain = false;  // the RETAIN flag as delivered
-  // The Subscription Identifiers of the subscriptions that matched (MQTT 5 3.3.4); usually none.
-  std::vector<uint32_t> subscription_ids;
-  // Set when the message came through a shared subscription, so it can go to another member of
-  // the group if this one disconnects before acknowledging it.
-  std::shared_ptr<SharedGroup> shared_group;
+  // Null for most deliveries; immutable and shared by the copies of this QueuedMessage (queued,
+  // in flight, resent).
+  std::shared_ptr<const DeliveryExtras> extras;
+
+  const SharedGroup* shared_group() const { return extras ? extras->shared_group.get() : nullptr; }
 };
 
 // What the owner must put on the wire.

@@ -43,7 +43,7 @@ QueuedMessage Queued(const std::string& payload, uint8_t qos, int64_t expires_at
 QueuedMessage SharedQueued(const std::string& payload, uint8_t qos,
                            const std::shared_ptr<SharedGroup>& group) {
   QueuedMessage queued = Queued(payload, qos);
-  queued.shared_group = group;
+  queued.extras = std::make_shared<const DeliveryExtras>(DeliveryExtras{{}, group});
   return queued;
 }
 
@@ -281,7 +281,7 @@ TEST(SessionTest, TakeSharedUnacknowledgedReturnsOnlyUnackedSharedMessages) {
   std::vector<QueuedMessage> taken = s.TakeSharedUnacknowledged();
   EXPECT_EQ(Payloads(taken),
             (std::vector<std::string>{"s-q1-inflight", "s-q2-inflight", "s-q1-queued"}));
-  for (const QueuedMessage& q : taken) EXPECT_EQ(q.shared_group, group);
+  for (const QueuedMessage& q : taken) EXPECT_EQ(q.shared_group(), group.get());
   EXPECT_TRUE(s.TakeSharedUnacknowledged().empty());
 
   // What is left: the PUBREL exchange, the non-shared message in flight, and the queue.
