@@ -35,6 +35,7 @@ std::deque<QueuedMessage>& Session::pending() {
 
 std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits& limits,
                                              Counters* counters) {
+  queued.may_expire = queued.message->expires_at_ms != 0;
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
   if (!owner_ && queued.qos == 0) return std::nullopt;
@@ -136,7 +137,7 @@ size_t Session::TakeSendable(const SessionOwner& owner, size_t max_inflight, int
   size_t expired = 0;
   while (!queue.empty()) {
     QueuedMessage& front = queue.front();
-    if (front.message->expired(now_ms)) {
+    if (front.may_expire && front.message->expired(now_ms)) {
       if (front.qos == 0) --pending_qos0_;
       queue.pop_front();
       ++expired;

@@ -58,6 +58,9 @@ struct QueuedMessage {
   MessagePtr message;
   uint8_t qos = 0;
   bool retain = false;  // the RETAIN flag as delivered
+  // message->expires_at_ms != 0, copied at Enqueue where the message is hot in this core's cache,
+  // so the owner's TakeSendable only reads messages that can expire, under the session lock.
+  bool may_expire = false;
   // Null for most deliveries; immutable and shared by the copies of this QueuedMessage (queued,
   // in flight, resent).
   std::shared_ptr<const DeliveryExtras> extras;

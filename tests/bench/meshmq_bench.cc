@@ -1,4 +1,5 @@
-// meshmq_bench: a single-process MQTT 3.1.1 load generator for meshmqd and any other broker.
+// meshmq_bench: a single-process MQTT 3.1.1 / MQTT 5 load generator for meshmqd and any other
+// broker.
 //
 // It shares the machine with the broker under test, so it is deliberately lean: one epoll loop per
 // --threads (default 1), non-blocking sockets, edge-triggered events, writes batched per wake-up.
@@ -16,6 +17,12 @@
 //   latency  1 publisher -> 1 subscriber at a fixed --rate (default 1000 msg/s); p50/p99/max.
 //   idle     --connections idle clients (default 19000): CONNECT with keepalive 300, wait CONNACK,
 //            hold, and report the broker's VmRSS growth per connection (needs --broker_pid).
+//
+// --mqtt_version=5 speaks MQTT 5 on every connection: CONNECT with Receive Maximum (so the broker's
+// outbound window is --receive_maximum, as --max_inflight / max_inflight_messages is for 3.1.1),
+// SUBSCRIBE and PUBLISH with a property block (PUBLISH carries --user_properties pairs), and every
+// packet from the broker decoded as level 5. A publisher honours the Receive Maximum of CONNACK.
+// The 3.1.1 path is unchanged: the level is only an argument to the codec.
 //
 // Every payload starts with a 16-byte header: CLOCK_MONOTONIC send time in ns (8 bytes), publisher
 // index (4), sequence number (4). The bench is one process, so latency is exact without clock sync,
@@ -97,6 +104,14 @@ ABSL_FLAG(int, keepalive, 300, "Keepalive seconds sent in CONNECT.");
 ABSL_FLAG(double, stall_timeout, 1,
           "Seconds without any delivery progress after which a publisher writes off its "
           "outstanding window (counted as a stall) instead of waiting forever for lost messages.");
+ABSL_FLAG(int, mqtt_version, 4,
+          "Protocol level of every connection: 4 (MQTT 3.1.1) or 5 (MQTT 5).");
+ABSL_FLAG(int, user_properties, 0,
+          "MQTT 5: user properties (small key/value pairs) attached to every PUBLISH.");
+ABSL_FLAG(int, receive_maximum, 20,
+          "MQTT 5: Receive Maximum sent in CONNECT, the broker's window of unacknowledged QoS 1 "
+          "deliveries to this client (20 matches meshmqd's --max_inflight and Mosquitto's "
+          "max_inflight_messages of run_bench.sh); 0 = leave it out (the spec's default 65535).");
 ABSL_FLAG(std::string, label, "", "Free text copied into the RESULT line as label=...");
 
 namespace meshmq::bench {
@@ -179,6 +194,9 @@ struct Config {
   in_addr host{};
   int port = 0;
   int qos = 0;
+  codec::ProtocolVersion version = codec::ProtocolVersion::kV311;
+  int user_properties = 0;  // MQTT 5 only
+  int receive_maximum = 0;  // MQTT 5 only; 0 = not sent
   size_t payload = 64;
   int publishers = 0;
   int subscribers = 0;
@@ -241,6 +259,7 @@ struct Conn {
   uint64_t sent = 0;
   uint64_t quota = 0;  // 0 = unlimited
   uint32_t unacked = 0;
+  uint32_t inflight_limit = 0;  // --inflight, or the broker's Receive Maximum if lower (MQTT 5)
   uint16_t next_packet_id = 0;
   uint64_t forgiven = 0;  // deliveries written off after a stall
   uint64_t last_seen_delivered = 0;
@@ -253,7 +272,10 @@ struct Conn {
 class Loop {
  public:
   Loop(const Config& cfg, Shared* shared, int id)
-      : cfg_(cfg), shared_(shared), source_counter_(static_cast<uint64_t>(id)) {}
+      : cfg_(cfg), shared_(shared), source_counter_(static_cast<uint64_t>(id)) {
+    for (int i = 0; i < cfg.user_properties; ++i)
+      publish_properties_.user_properties.emplace_back(absl::StrCat("k", i), absl::StrCat("v", i));
+  }
   ~Loop() {
     for (auto& c : conns_)
       if (c->fd >= 0) close(c->fd);
@@ -369,7 +391,10 @@ class Loop {
     connect.clean_session = true;
     connect.keep_alive = static_cast<uint16_t>(cfg_.keepalive);
     connect.client_id = c->client_id;
-    codec::Encode(codec::Packet{std::move(connect)}, codec::ProtocolVersion::kV311, &c->out);
+    connect.version = cfg_.version;
+    if (v5() && cfg_.receive_maximum > 0)
+      connect.properties.receive_maximum = static_cast<uint16_t>(cfg_.receive_maximum);
+    codec::Encode(codec::Packet{std::move(connect)}, cfg_.version, &c->out);
     c->state = Conn::State::kWaitConnack;
     Flush(c);
   }
@@ -456,9 +481,8 @@ class Loop {
         Fail(c, "malformed or oversized packet from broker");
         return false;
       }
-      codec::DecodeResult result =
-          codec::Decode(frame.first_byte, rest.substr(frame.header_size, frame.remaining_length),
-                        codec::ProtocolVersion::kV311);
+      codec::DecodeResult result = codec::Decode(
+          frame.first_byte, rest.substr(frame.header_size, frame.remaining_length), cfg_.version);
       *used += frame.total_size();
       if (auto* error = std::get_if<codec::DecodeError>(&result)) {
         Fail(c, absl::StrCat("undecodable packet from broker: ", error->what));
@@ -493,11 +517,16 @@ class Loop {
         Fail(c, "unexpected CONNACK");
         return false;
       }
+      // 0 is both 3.1.1's Accepted and v5's Success.
       if (connack->return_code != codec::connack::kAccepted) {
         Fail(c, absl::StrCat("CONNACK refused, code ", connack->return_code));
         return false;
       }
       --in_handshake_;
+      c->inflight_limit = static_cast<uint32_t>(cfg_.inflight);
+      // MQTT-3.3.4-7: a v5 client never has more unacknowledged QoS 1 PUBLISHes than this.
+      if (auto limit = connack->properties.receive_maximum; limit && *limit > 0)
+        c->inflight_limit = std::min<uint32_t>(c->inflight_limit, *limit);
       shared_->connacked.fetch_add(1, std::memory_order_relaxed);
       if (c->role == Role::kSubscriber) {
         codec::Subscribe subscribe;
@@ -506,7 +535,7 @@ class Loop {
         topic.filter = c->topic;
         topic.qos = static_cast<uint8_t>(cfg_.qos);
         subscribe.topics.push_back(std::move(topic));
-        codec::Encode(codec::Packet{std::move(subscribe)}, codec::ProtocolVersion::kV311, &c->out);
+        codec::Encode(codec::Packet{std::move(subscribe)}, cfg_.version, &c->out);
         c->state = Conn::State::kWaitSuback;
       } else {
         c->state = Conn::State::kReady;
@@ -515,7 +544,7 @@ class Loop {
     }
     if (auto* suback = std::get_if<codec::Suback>(&packet)) {
       if (c->state != Conn::State::kWaitSuback || suback->return_codes.size() != 1 ||
-          suback->return_codes[0] == codec::kSubackFailure) {
+          suback->return_codes[0] >= codec::kSubackFailure) {  // v5: any code >= 0x80
         Fail(c, "SUBSCRIBE refused or unexpected SUBACK");
         return false;
       }
@@ -529,12 +558,19 @@ class Loop {
       if (ack->type == codec::PacketType::kPuback && c->role == Role::kPublisher &&
           c->unacked > 0) {
         --c->unacked;
+        // v5: 0x10 No matching subscribers is a success; >= 0x80 means the broker refused it.
+        if (ack->reason_code >= codec::reason::kUnspecifiedError)
+          shared_->Error(absl::StrCat(c->client_id, ": PUBACK reason code ", ack->reason_code));
         return true;
       }
       Fail(c, "unexpected acknowledgement");
       return false;
     }
     if (std::holds_alternative<codec::Pingresp>(packet)) return true;
+    if (auto* disconnect = std::get_if<codec::Disconnect>(&packet)) {  // v5 only
+      Fail(c, absl::StrCat("DISCONNECT from broker, reason code ", disconnect->reason_code));
+      return false;
+    }
     Fail(c, "unexpected packet from broker");
     return false;
   }
@@ -545,7 +581,7 @@ class Loop {
       codec::Ack puback;
       puback.type = codec::PacketType::kPuback;
       puback.packet_id = publish.packet_id;
-      codec::Encode(codec::Packet{std::move(puback)}, codec::ProtocolVersion::kV311, &c->out);
+      codec::Encode(codec::Packet{std::move(puback)}, cfg_.version, &c->out);
     }
     if (c->role != Role::kSubscriber || publish.payload.size() < kPayloadHeader) {
       shared_->Error(absl::StrCat(c->client_id, ": unexpected PUBLISH on ", publish.topic));
@@ -614,7 +650,7 @@ class Loop {
         }
         break;
       }
-      if (cfg_.qos == 1 && c->unacked >= static_cast<uint32_t>(cfg_.inflight)) break;
+      if (cfg_.qos == 1 && c->unacked >= c->inflight_limit) break;
       if (c->out.size() - c->out_off > kMaxPendingOut) break;
       SendPublish(c);
       wrote = true;
@@ -636,14 +672,14 @@ class Loop {
       ++c->unacked;
     }
     codec::EncodePublish(c->topic, c->payload, static_cast<uint8_t>(cfg_.qos), false, false,
-                         packet_id, nullptr, nullptr, codec::ProtocolVersion::kV311, &c->out);
+                         packet_id, publish_properties_ptr(), nullptr, cfg_.version, &c->out);
     ++c->sent;
     shared_->sent.fetch_add(1, std::memory_order_relaxed);
   }
 
   void CloseAll() {
     std::string disconnect;
-    codec::Encode(codec::Packet{codec::Disconnect{}}, codec::ProtocolVersion::kV311, &disconnect);
+    codec::Encode(codec::Packet{codec::Disconnect{}}, cfg_.version, &disconnect);
     for (auto& c : conns_) {
       if (c->fd < 0) continue;
       if (c->state == Conn::State::kReady && c->out_off == c->out.size())
@@ -654,8 +690,15 @@ class Loop {
     }
   }
 
+  bool v5() const { return cfg_.version == codec::ProtocolVersion::kV5; }
+  // Null when there is nothing to send: the v5 encoder then writes an empty property block.
+  const codec::Properties* publish_properties_ptr() const {
+    return publish_properties_.user_properties.empty() ? nullptr : &publish_properties_;
+  }
+
   const Config& cfg_;
   Shared* shared_;
+  codec::Properties publish_properties_;  // what every PUBLISH carries (v5 only)
   int epoll_fd_ = -1;
   int timer_fd_ = -1;
   std::vector<std::unique_ptr<Conn>> conns_;
@@ -864,12 +907,12 @@ class Bench {
         connected, total, connect_seconds_, connected / std::max(connect_seconds_, 1e-9), dropped,
         rss_before_kb_, rss_after, per_conn);
     absl::PrintF(
-        "RESULT scenario=idle connections=%d connected=%d failed=%d dropped=%d "
+        "RESULT scenario=idle mqtt_version=%d connections=%d connected=%d failed=%d dropped=%d "
         "connect_s=%.2f conns_per_sec=%.0f rss_before_kb=%d rss_after_kb=%d "
         "bytes_per_conn=%.0f ok=%d%s\n",
-        total, connected, shared_.failed.load(), dropped, connect_seconds_,
-        connected / std::max(connect_seconds_, 1e-9), rss_before_kb_, rss_after, per_conn,
-        ok ? 1 : 0, LabelAndError());
+        static_cast<int>(cfg_.version), total, connected, shared_.failed.load(), dropped,
+        connect_seconds_, connected / std::max(connect_seconds_, 1e-9), rss_before_kb_, rss_after,
+        per_conn, ok ? 1 : 0, LabelAndError());
     return ok ? 0 : 1;
   }
 
@@ -942,17 +985,18 @@ class Bench {
         us(histogram_.Quantile(0.99)), us(histogram_.max()), received, expected,
         complete ? " (complete)" : " (INCOMPLETE)");
     absl::PrintF(
-        "RESULT scenario=%s qos=%d payload=%d publishers=%d subscribers=%d "
-        "msgs_per_sec=%.0f publish_per_sec=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "
+        "RESULT scenario=%s qos=%d mqtt_version=%d user_properties=%d payload=%d publishers=%d "
+        "subscribers=%d msgs_per_sec=%.0f publish_per_sec=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "
         "samples=%d sent=%d received=%d expected=%d complete=%d duplicates=%d gaps=%d "
         "stalls=%d failed=%d dropped=%d broker_cpu_pct=%.0f bench_cpu_pct=%.0f "
         "broker_rss_kb=%d ok=%d%s\n",
-        cfg_.scenario_name, cfg_.qos, cfg_.payload, cfg_.publishers, cfg_.subscribers, msgs_per_sec,
-        publish_per_sec, us(histogram_.Quantile(0.5)), us(histogram_.Quantile(0.99)),
-        us(histogram_.max()), histogram_.count(), sent, received, expected, complete ? 1 : 0,
-        shared_.duplicates.load(), shared_.gaps.load(), shared_.stalls.load(),
-        shared_.failed.load(), shared_.dropped.load(), broker_cpu_pct_, self_cpu_pct_,
-        broker_rss_kb_, ran && !timed_out_ && shared_.dropped.load() == 0 ? 1 : 0, LabelAndError());
+        cfg_.scenario_name, cfg_.qos, static_cast<int>(cfg_.version), cfg_.user_properties,
+        cfg_.payload, cfg_.publishers, cfg_.subscribers, msgs_per_sec, publish_per_sec,
+        us(histogram_.Quantile(0.5)), us(histogram_.Quantile(0.99)), us(histogram_.max()),
+        histogram_.count(), sent, received, expected, complete ? 1 : 0, shared_.duplicates.load(),
+        shared_.gaps.load(), shared_.stalls.load(), shared_.failed.load(), shared_.dropped.load(),
+        broker_cpu_pct_, self_cpu_pct_, broker_rss_kb_,
+        ran && !timed_out_ && shared_.dropped.load() == 0 ? 1 : 0, LabelAndError());
   }
 
   std::string LabelAndError() const {
@@ -985,7 +1029,8 @@ int64_t SecondsToNs(double s) { return static_cast<int64_t>(s * 1e9); }
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "MQTT 3.1.1 load generator: meshmq_bench --port=1883 --scenario=fanin|fanout|latency|idle");
+      "MQTT 3.1.1 / 5 load generator: meshmq_bench --port=1883 "
+      "--scenario=fanin|fanout|latency|idle");
   absl::ParseCommandLine(argc, argv);
 
   Config cfg;
@@ -1020,6 +1065,18 @@ int Main(int argc, char** argv) {
   cfg.keepalive = absl::GetFlag(FLAGS_keepalive);
   cfg.stall_ns = SecondsToNs(absl::GetFlag(FLAGS_stall_timeout));
   int connections = absl::GetFlag(FLAGS_connections);
+  int mqtt_version = absl::GetFlag(FLAGS_mqtt_version);
+  cfg.user_properties = absl::GetFlag(FLAGS_user_properties);
+  cfg.receive_maximum = absl::GetFlag(FLAGS_receive_maximum);
+  if ((mqtt_version != 4 && mqtt_version != 5) || cfg.user_properties < 0 ||
+      cfg.user_properties > 1000 || cfg.receive_maximum < 0 || cfg.receive_maximum > 65535 ||
+      (mqtt_version == 4 && cfg.user_properties > 0)) {
+    absl::FPrintF(stderr,
+                  "bad flags: need mqtt_version 4|5, 0<=user_properties<=1000 (only with "
+                  "mqtt_version=5), 0<=receive_maximum<=65535\n");
+    return 2;
+  }
+  cfg.version = mqtt_version == 5 ? codec::ProtocolVersion::kV5 : codec::ProtocolVersion::kV311;
   if (cfg.port <= 0 || cfg.port > 65535 || (cfg.qos != 0 && cfg.qos != 1) ||
       payload < static_cast<int>(kPayloadHeader) || cfg.window < 0 || cfg.window > 100000 ||
       cfg.inflight < 1 || cfg.inflight > 30000 || cfg.threads < 1 || cfg.threads > 16 ||
