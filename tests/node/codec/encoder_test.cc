@@ -16,24 +16,13 @@ namespace meshmq::codec {
 namespace {
 
 using test_util::Hex;
+using test_util::ToHex;
 
 using namespace std::string_literals;
 
 constexpr ProtocolVersion kV31 = ProtocolVersion::kV31;
 constexpr ProtocolVersion kV311 = ProtocolVersion::kV311;
 constexpr ProtocolVersion kV5 = ProtocolVersion::kV5;
-
-// Bytes -> "30 02 00 00", so a mismatch shows where it is.
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : bytes) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[c >> 4];
-    out += kDigits[c & 0x0F];
-  }
-  return out;
-}
 
 std::string EncodeToHex(const Packet& packet, ProtocolVersion version = kV311) {
   std::string out;

@@ -24,6 +24,18 @@ inline std::string Hex(std::string_view hex) {
   return out;
 }
 
+// Bytes -> "30 02 00 00", so a mismatch shows where it is.
+inline std::string ToHex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : bytes) {
+    if (!out.empty()) out += ' ';
+    out += kDigits[c >> 4];
+    out += kDigits[c & 0x0F];
+  }
+  return out;
+}
+
 }  // namespace meshmq::codec::test_util
 
 #endif  // MESHMQ_TESTS_NODE_CODEC_HEX_H_

@@ -18,23 +18,13 @@ namespace meshmq::codec {
 namespace {
 
 using test_util::Hex;
+using test_util::ToHex;
 
 using namespace std::string_literals;
 
 constexpr ProtocolVersion kV5 = ProtocolVersion::kV5;
 constexpr int kMalformed = reason::kMalformedPacket;
 constexpr int kProtocol = reason::kProtocolError;
-
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : bytes) {
-    if (!out.empty()) out += ' ';
-    out += kDigits[c >> 4];
-    out += kDigits[c & 0x0F];
-  }
-  return out;
-}
 
 std::string VarInt(size_t value) {
   std::string out;
