@@ -352,6 +352,27 @@ class BrokerTestCase(unittest.TestCase):
         base = "t/" + self.id().rsplit(".", 1)[-1]
         return base + ("/" + suffix if suffix else "")
 
+    def mosquitto_sub(self, *args):
+        """mosquitto_sub against this class's broker; args as on its command line."""
+        return CliProcess(self, [MOSQUITTO_SUB, "-h", HOST, "-p", str(self.port)] + list(args))
+
+    def mosquitto_pub(self, *args):
+        """Runs mosquitto_pub against this class's broker and asserts it succeeded."""
+        result = run_tool([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.port)] + list(args))
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
+
+    def wait_subscribed(self, sub, topic):
+        """mosquitto_sub prints nothing when it has subscribed: publish probes (QoS 1, so each
+        is routed before the next) until one is printed."""
+        def probe_seen():
+            self.mosquitto_pub("-t", topic, "-m", "probe", "-q", "1")
+            try:
+                wait_for(lambda: any("probe" in line for line in sub.lines()), timeout=0.3)
+                return True
+            except AssertionError:
+                return False
+        wait_for(probe_seen, timeout=10, interval=0, message="mosquitto_sub never subscribed")
+
     def raw(self, broker=None, **kwargs):
         client = RawClient((broker or self.broker).port, **kwargs)
         self.addCleanup(client.close)

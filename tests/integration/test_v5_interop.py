@@ -8,8 +8,7 @@ import unittest
 import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from meshmq_harness import (HOST, MOSQUITTO_PUB, MOSQUITTO_SUB, BrokerTestCase, CliProcess,
-                            connect, connack, run_tool, unique_id, v5_props, wait_for)
+from meshmq_harness import BrokerTestCase, connack, connect, unique_id, v5_props
 
 FORMAT = "%t|%p|%P|%C|%R|%D|%F"  # mosquitto_sub: topic, payload and the v5 properties
 
@@ -25,24 +24,6 @@ class InteropTest(BrokerTestCase):
 
     def v5(self, **kwargs):
         return self.client(protocol=mqtt.MQTTv5, **kwargs)
-
-    def mosquitto_sub(self, *args):
-        return CliProcess(self, [MOSQUITTO_SUB, "-h", HOST, "-p", str(self.port)] + list(args))
-
-    def mosquitto_pub(self, *args):
-        result = run_tool([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.port)] + list(args))
-        self.assertEqual(result.returncode, 0, result.stderr.decode())
-
-    def wait_subscribed(self, sub, topic):
-        """mosquitto_sub prints nothing once subscribed: publish QoS 1 probes until one shows."""
-        def probe_seen():
-            self.mosquitto_pub("-t", topic, "-m", "probe", "-q", "1")
-            try:
-                wait_for(lambda: any("probe" in line for line in sub.lines()), timeout=0.3)
-                return True
-            except AssertionError:
-                return False
-        wait_for(probe_seen, timeout=10, interval=0, message="mosquitto_sub never subscribed")
 
     def lines_without_probes(self, sub):
         return [line for line in sub.lines() if "probe" not in line]

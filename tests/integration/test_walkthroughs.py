@@ -4,39 +4,19 @@
 import signal
 import unittest
 
-from meshmq_harness import (HOST, MOSQUITTO_PUB, MOSQUITTO_SUB, BrokerTestCase, CliProcess,
-                            run_tool, wait_for)
+from meshmq_harness import BrokerTestCase, wait_for
 
 
 class WalkthroughTest(BrokerTestCase):
 
-    def sub(self, *args):
-        return CliProcess(self, [MOSQUITTO_SUB, "-h", HOST, "-p", str(self.port)] + list(args))
-
-    def pub(self, *args):
-        result = run_tool([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.port)] + list(args))
-        self.assertEqual(result.returncode, 0, result.stderr.decode())
-
-    def wait_subscribed(self, sub, topic):
-        """mosquitto_sub prints nothing when it has subscribed: publish probes (QoS 1, so each
-        is routed before the next) until one is printed."""
-        def probe_seen():
-            self.pub("-t", topic, "-m", "probe", "-q", "1")
-            try:
-                wait_for(lambda: any("probe" in line for line in sub.lines()), timeout=0.3)
-                return True
-            except AssertionError:
-                return False
-        wait_for(probe_seen, timeout=10, interval=0, message="mosquitto_sub never subscribed")
-
     def test_1_connect(self):
         # Terminal 1: mosquitto_sub -t test -C 1   /  Terminal 2: mosquitto_pub -t test -m hello
         topic = self.topic("test")
-        sub = self.sub("-t", topic, "-C", "1")
+        sub = self.mosquitto_sub("-t", topic, "-C", "1")
 
         def delivered():
             if sub.proc.poll() is None:
-                self.pub("-t", topic, "-m", "hello")
+                self.mosquitto_pub("-t", topic, "-m", "hello")
             return sub.proc.poll() is not None or sub.lines()
         wait_for(delivered, timeout=10, interval=0.1)
         self.assertEqual(sub.wait_exit(), 0)
@@ -47,17 +27,17 @@ class WalkthroughTest(BrokerTestCase):
         topic = self.topic("sensors/temperature")
         watcher = self.client()
         watcher.subscribe(topic, 0)
-        self.pub("-t", topic, "-m", "21.5")
+        self.mosquitto_pub("-t", topic, "-m", "21.5")
         self.assertEqual(watcher.wait_message(topic).payload, b"21.5")
 
     def test_3_subscribe_with_wildcard(self):
         # mosquitto_sub -t 'sensors/#' -v
         base = self.topic("sensors")
-        sub = self.sub("-t", base + "/#", "-v")
+        sub = self.mosquitto_sub("-t", base + "/#", "-v")
         self.wait_subscribed(sub, base + "/probe")
-        self.pub("-t", base + "/temperature", "-m", "21.5", "-q", "1")
-        self.pub("-t", self.topic("elsewhere/temperature"), "-m", "no", "-q", "1")
-        self.pub("-t", base + "/room1/humidity", "-m", "40", "-q", "1")
+        self.mosquitto_pub("-t", base + "/temperature", "-m", "21.5", "-q", "1")
+        self.mosquitto_pub("-t", self.topic("elsewhere/temperature"), "-m", "no", "-q", "1")
+        self.mosquitto_pub("-t", base + "/room1/humidity", "-m", "40", "-q", "1")
         sub.wait_line(base + "/room1/humidity 40")
         lines = [line for line in sub.lines() if "probe" not in line]
         self.assertEqual(lines, [base + "/temperature 21.5", base + "/room1/humidity 40"])
@@ -65,10 +45,10 @@ class WalkthroughTest(BrokerTestCase):
     def test_4_qos_levels(self):
         # mosquitto_sub -t qos/test -q 2 -F '%q %p'  /  mosquitto_pub -t qos/test -q N -m ...
         topic = self.topic("qos/test")
-        sub = self.sub("-t", topic, "-q", "2", "-F", "%q %p")
+        sub = self.mosquitto_sub("-t", topic, "-q", "2", "-F", "%q %p")
         self.wait_subscribed(sub, topic)
         for qos in ("0", "1", "2"):
-            self.pub("-t", topic, "-q", qos, "-m", "at qos " + qos)
+            self.mosquitto_pub("-t", topic, "-q", qos, "-m", "at qos " + qos)
         sub.wait_line("2 at qos 2")
         sub.wait_line("1 at qos 1")
         sub.wait_line("0 at qos 0")
@@ -78,12 +58,12 @@ class WalkthroughTest(BrokerTestCase):
     def test_5_retained_message(self):
         # mosquitto_pub -t status/door -m open -r ; later: mosquitto_sub -t status/door -C 1 -v
         topic = self.topic("status/door")
-        self.pub("-t", topic, "-m", "open", "-r")
-        sub = self.sub("-t", topic, "-C", "1", "-v")
+        self.mosquitto_pub("-t", topic, "-m", "open", "-r")
+        sub = self.mosquitto_sub("-t", topic, "-C", "1", "-v")
         self.assertEqual(sub.wait_exit(), 0)
         self.assertEqual(sub.lines(), [topic + " open"])
         # mosquitto_pub -t status/door -r -n clears it
-        self.pub("-t", topic, "-r", "-n")
+        self.mosquitto_pub("-t", topic, "-r", "-n")
         late = self.client()
         late.subscribe(topic, 0)
         self.client().publish(topic, b"live", qos=1)
@@ -95,10 +75,10 @@ class WalkthroughTest(BrokerTestCase):
         # Terminal 2: mosquitto_sub -t lights/kitchen --will-topic clients/kitchen
         #             --will-payload offline ; then it dies (kill -9)
         base = self.topic("clients")
-        observer = self.sub("-t", base + "/#", "-v")
+        observer = self.mosquitto_sub("-t", base + "/#", "-v")
         self.wait_subscribed(observer, base + "/probe")
         lights = self.topic("lights/kitchen")
-        dying = self.sub("-t", lights, "--will-topic", base + "/kitchen",
+        dying = self.mosquitto_sub("-t", lights, "--will-topic", base + "/kitchen",
                          "--will-payload", "offline")
         self.wait_subscribed(dying, lights)  # it is connected (its will is registered)
         dying.proc.send_signal(signal.SIGKILL)
