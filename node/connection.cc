@@ -223,7 +223,7 @@ void Connection::SendAck(codec::PacketType type, uint16_t packet_id, uint8_t rea
   codec::Ack ack{type, packet_id, reason_code};
   // MQTT-3.1.2-29: no Reason String on acks for a client that asked for no problem information.
   if (v5_ && reason_code >= 0x80 && !why.empty() && v5_->problem_information) {
-    ack.properties.reason_string.emplace(why);
+    ack.properties.Mutable().reason_string.emplace(why);
   }
   Send(ack);
 }
@@ -373,7 +373,7 @@ MessagePtr Connection::WillMessage() const {
   message->payload = will_->payload;
   message->qos = will_->qos;
   message->retain = will_->retain;
-  codec::Properties properties = will_->properties;
+  codec::Properties properties = *will_->properties;
   properties.will_delay_interval.reset();
   if (properties.message_expiry_interval) {
     message->expires_at_ms =
@@ -387,7 +387,7 @@ MessagePtr Connection::WillMessage() const {
 }
 
 void Connection::HandleWillOnClose() {
-  const uint32_t delay = will_->properties.will_delay_interval.value_or(0);
+  const uint32_t delay = will_->properties->will_delay_interval.value_or(0);
   MessagePtr will = WillMessage();
   will_.reset();
   if (delay == 0) {
@@ -419,13 +419,14 @@ void Connection::Close(std::string_view reason, bool publish_will, int disconnec
     disconnect.reason_code = static_cast<uint8_t>(disconnect_reason);
     const size_t limit = v5_->client_maximum_packet_size;
     if (reason.size() < 1024 && (limit == 0 || reason.size() + 16 < limit)) {
-      disconnect.properties.reason_string.emplace(reason);
+      disconnect.properties.Mutable().reason_string.emplace(reason);
     }
     Send(disconnect);
   }
   if (was_connected && publish_will && will_) {
     if (disconnect_reason == codec::reason::kServerShuttingDown) {
-      will_->properties.will_delay_interval.reset();  // nothing would be left to send it later
+      will_->properties.Mutable()
+          .will_delay_interval.reset();  // nothing would be left to send it later
     }
     HandleWillOnClose();
   }

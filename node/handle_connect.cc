@@ -61,7 +61,7 @@ bool LooksLikeV5Connect(std::string_view body) {
 void Connection::RefuseConnect(uint8_t reason_code, std::string_view why) {
   codec::Connack connack;
   connack.return_code = v5() ? reason_code : ReturnCodeFor(reason_code);
-  if (v5() && !why.empty()) connack.properties.reason_string.emplace(why);
+  if (v5() && !why.empty()) connack.properties.Mutable().reason_string.emplace(why);
   Send(connack);
   Close(why, false);
 }
@@ -88,7 +88,7 @@ codec::Connack Connection::AcceptedConnack(const codec::Connect& connect, bool a
   const BrokerConfig& config = broker_->config();
   codec::Connack connack;
   if (!v5()) return connack;
-  codec::Properties& p = connack.properties;
+  codec::Properties& p = connack.properties.Mutable();
   p.receive_maximum = static_cast<uint16_t>(config.max_inflight);
   p.maximum_packet_size = static_cast<uint32_t>(
       std::min<size_t>(config.max_packet_size, codec::kMaxRemainingLength + 5));
@@ -97,7 +97,7 @@ codec::Connack Connection::AcceptedConnack(const codec::Connect& connect, bool a
   if (!config.retain_available) p.retain_available = 0;
   if (keep_alive_ != connect.keep_alive) p.server_keep_alive = keep_alive_;
   if (assigned_client_id) p.assigned_client_identifier = connect.client_id;
-  if (connect.properties.request_response_information.value_or(0) == 1 &&
+  if (connect.properties->request_response_information.value_or(0) == 1 &&
       !config.response_information.empty()) {
     p.response_information = absl::StrCat(config.response_information, "/", connect.client_id);
   }
@@ -132,7 +132,7 @@ void Connection::HandleConnect(codec::Connect& connect) {
                   qos ? "will QoS above the server's Maximum QoS" : "retain is not available");
     return;
   }
-  if (v5() && connect.properties.authentication_method) {
+  if (v5() && connect.properties->authentication_method) {
     broker_->counters().auth_failures.Increment();
     RefuseConnect(codec::reason::kBadAuthenticationMethod,
                   "no enhanced authentication method is offered");
@@ -184,7 +184,7 @@ void Connection::HandleConnect(codec::Connect& connect) {
   uint32_t expiry = connect.clean_session ? 0 : codec::kSessionNeverExpires;
   if (v5()) {
     v5_ = std::make_unique<V5State>();
-    const codec::Properties& p = connect.properties;
+    const codec::Properties& p = *connect.properties;
     expiry = p.session_expiry_interval.value_or(0);
     v5_->session_expiry_interval = expiry;
     v5_->client_receive_maximum = p.receive_maximum.value_or(65535);

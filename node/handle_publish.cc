@@ -37,7 +37,7 @@ bool IsSysTopic(std::string_view topic) { return topic.substr(0, 5) == "$SYS/" |
 }  // namespace
 
 bool Connection::ResolveTopicAlias(codec::Publish& publish) {
-  const uint16_t alias = *publish.properties.topic_alias;
+  const uint16_t alias = *publish.properties->topic_alias;
   if (alias == 0 || alias > broker_->config().max_topic_alias) {
     broker_->counters().topic_alias_invalid.Increment();
     ProtocolViolation("Topic Alias 0 or above the Topic Alias Maximum",
@@ -56,13 +56,13 @@ bool Connection::ResolveTopicAlias(codec::Publish& publish) {
     if (aliases.size() < alias) aliases.resize(alias);
     aliases[alias - 1] = publish.topic;
   }
-  publish.properties.topic_alias.reset();
+  publish.properties.Mutable().topic_alias.reset();
   return true;
 }
 
 bool Connection::AcceptV5Publish(const codec::Publish& publish) {
   const BrokerConfig& config = broker_->config();
-  if (!publish.properties.subscription_identifiers.empty()) {
+  if (!publish.properties->subscription_identifiers.empty()) {
     ProtocolViolation("PUBLISH from a client carries a Subscription Identifier");
     return false;
   }
@@ -80,7 +80,7 @@ bool Connection::AcceptV5Publish(const codec::Publish& publish) {
 void Connection::HandlePublish(codec::Publish& publish) {
   const BrokerConfig& config = broker_->config();
   if (v5_) {
-    if (publish.properties.topic_alias && !ResolveTopicAlias(publish)) return;
+    if (publish.properties->topic_alias && !ResolveTopicAlias(publish)) return;
     if (!AcceptV5Publish(publish)) return;
   } else if (publish.qos > config.max_qos || (publish.retain && !config.retain_available)) {
     ProtocolViolation(publish.qos > config.max_qos ? "QoS above --max_qos"
@@ -107,7 +107,7 @@ void Connection::HandlePublish(codec::Publish& publish) {
   }
   if (reason_code != codec::reason::kSuccess) broker_->counters().publish_denied.Increment();
   if (reason_code == codec::reason::kSuccess &&
-      publish.properties.payload_format_indicator.value_or(0) == 1 &&
+      publish.properties->payload_format_indicator.value_or(0) == 1 &&
       !codec::IsValidMqttUtf8(publish.payload)) {
     reason_code = codec::reason::kPayloadFormatInvalid;
     why = "Payload Format Indicator says UTF-8 but the payload is not";
@@ -135,13 +135,15 @@ void Connection::HandlePublish(codec::Publish& publish) {
     message->payload = std::move(publish.payload);
     message->qos = publish.qos;
     message->retain = publish.retain;
-    if (v5_) {
-      codec::Properties& p = publish.properties;
+    // The decoded properties move into the message as they are; no copy, and nothing at all
+    // for a PUBLISH without properties (every 3.1.1 one).
+    if (!publish.properties.empty()) {
+      codec::Properties& p = publish.properties.Mutable();
       if (p.message_expiry_interval) {
         message->expires_at_ms = MonotonicMillis() + int64_t{1000} * *p.message_expiry_interval;
         p.message_expiry_interval.reset();
       }
-      if (!p.empty()) message->properties = std::make_unique<const codec::Properties>(std::move(p));
+      if (!p.empty()) message->properties = publish.properties.Release();
     }
     const size_t delivered = broker_->Publish(message, session_.get());
     if (delivered == 0) reason_code = codec::reason::kNoMatchingSubscribers;
@@ -185,8 +187,8 @@ void Connection::HandleAck(const codec::Ack& ack) {
 }
 
 void Connection::HandleDisconnect(const codec::Disconnect& disconnect) {
-  if (v5_ && disconnect.properties.session_expiry_interval) {
-    const uint32_t expiry = *disconnect.properties.session_expiry_interval;
+  if (v5_ && disconnect.properties->session_expiry_interval) {
+    const uint32_t expiry = *disconnect.properties->session_expiry_interval;
     // MQTT-3.14.2-2 of 5.0: a session that was to end with the connection cannot be kept now.
     if (v5_->session_expiry_interval == 0 && expiry != 0) {
       ProtocolViolation("DISCONNECT sets a Session Expiry Interval after CONNECT set 0");

@@ -28,9 +28,9 @@ namespace meshmq {
 void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
   const BrokerConfig& config = broker_->config();
   std::shared_ptr<const AuthConfig> auth = broker_->auth();
-  const uint32_t subscription_id = subscribe.properties.subscription_identifiers.empty()
+  const uint32_t subscription_id = subscribe.properties->subscription_identifiers.empty()
                                        ? 0
-                                       : subscribe.properties.subscription_identifiers.front();
+                                       : subscribe.properties->subscription_identifiers.front();
   codec::Suback suback;
   suback.packet_id = subscribe.packet_id;
   // A failure code: MQTT 5 names the reason, 3.1.1 has one code for all.

@@ -35,8 +35,8 @@
 // MQTT 5 adds (section numbers of the MQTT 5.0 standard):
 // - 2.2.2.2: an unknown property identifier is Malformed, and so is one on a packet that may not
 //   carry it (table 2-4, kPropertyRules below): "A Control Packet which contains an Identifier
-//   which is not valid for its packet type ... is a Malformed Packet". Will properties are their own
-//   block: only 0x01, 0x02, 0x03, 0x08, 0x09, 0x18 and 0x26 may be there.
+//   which is not valid for its packet type ... is a Malformed Packet". Will properties are their
+//   own block: only 0x01, 0x02, 0x03, 0x08, 0x09, 0x18 and 0x26 may be there.
 // - A property appears at most once (Protocol Error), except User Property (any number, order
 //   kept) and Subscription Identifier on PUBLISH (one per matching subscription, 3.3.2.3.8); on
 //   SUBSCRIBE it is once only (3.8.2.1.2).
@@ -262,11 +262,13 @@ Error ReadValue(Reader& r, const PropertyRule& rule, bool /*repeatable*/,
 // An MQTT 5 property block: a Variable Byte Integer length, then that many bytes of properties,
 // each decoded into its field of `properties`. `context` says which block this is, so a property
 // that may not be there is refused.
-Error ReadProperties(Reader& r, Context context, Properties* properties) {
+Error ReadProperties(Reader& r, Context context, PropertiesBox* box) {
   uint32_t length = 0;
   std::string_view block;
   if (!r.ReadVarInt(&length)) return Malformed("property length truncated or too long");
   if (!r.ReadBytes(length, &block)) return Malformed("property length exceeds the packet");
+  if (length == 0) return std::nullopt;  // the usual case: nothing to allocate
+  Properties* properties = &box->Mutable();
   Reader p(block);
   while (!p.empty()) {
     uint32_t id = 0;
@@ -429,7 +431,7 @@ Error CheckReasonCode(PacketType type, uint8_t code) {
 // The short forms of acks, DISCONNECT and AUTH (3.4.2.1, 3.14.2.1, 3.15.2.1): a body that ends
 // before the reason code means Success, one that ends after it means no properties.
 Error ReadReasonAndProperties(Reader& r, PacketType type, uint8_t* reason_code,
-                              Properties* properties) {
+                              PropertiesBox* properties) {
   if (r.empty()) return std::nullopt;
   r.ReadByte(reason_code);
   if (Error e = CheckReasonCode(type, *reason_code)) return e;
@@ -558,7 +560,7 @@ Error DecodePublish(uint8_t flags, Reader& r, ProtocolVersion version, Publish& 
   }
   if (v5) {
     if (Error e = ReadProperties(r, kOnPublish, &publish.properties)) return e;
-    if (topic.empty() && !publish.properties.topic_alias) {
+    if (topic.empty() && !publish.properties->topic_alias) {
       return ProtocolError("empty topic name without a topic alias");  // 3.3.2.1
     }
   }

@@ -167,10 +167,10 @@ std::string_view ProtocolName(ProtocolVersion version) {
 size_t RemainingLength(const Connect& connect, ProtocolVersion version) {
   const bool v5 = version == ProtocolVersion::kV5;
   size_t length = 2 + ProtocolName(version).size() + 1 + 1 + 2 + 2 + connect.client_id.size();
-  if (v5) length += PropertyBlockSize(connect.properties);
+  if (v5) length += PropertyBlockSize(*connect.properties);
   if (connect.will) {
     length += 2 + connect.will->topic.size() + 2 + connect.will->payload.size();
-    if (v5) length += PropertyBlockSize(connect.will->properties);
+    if (v5) length += PropertyBlockSize(*connect.will->properties);
   }
   if (connect.username) length += 2 + connect.username->size();
   if (connect.password) length += 2 + connect.password->size();
@@ -178,7 +178,7 @@ size_t RemainingLength(const Connect& connect, ProtocolVersion version) {
 }
 
 size_t RemainingLength(const Connack& connack, ProtocolVersion version) {
-  return 2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(connack.properties) : 0);
+  return 2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(*connack.properties) : 0);
 }
 
 // Both property sets of EncodePublish, as one block's content.
@@ -197,18 +197,18 @@ size_t PublishRemainingLength(size_t topic_size, size_t payload_size, uint8_t qo
 size_t RemainingLength(const Publish& publish, ProtocolVersion version) {
   const bool v5 = version == ProtocolVersion::kV5;
   return PublishRemainingLength(publish.topic.size(), publish.payload.size(), publish.qos & 0x03,
-                                v5, v5 ? PropertiesSize(publish.properties) : 0);
+                                v5, v5 ? PropertiesSize(*publish.properties) : 0);
 }
 
 size_t RemainingLength(const Ack& ack, ProtocolVersion version) {
   return 2 + (version == ProtocolVersion::kV5
-                  ? ReasonAndPropertiesLength(ack.reason_code, ack.properties)
+                  ? ReasonAndPropertiesLength(ack.reason_code, *ack.properties)
                   : 0);
 }
 
 size_t RemainingLength(const Subscribe& subscribe, ProtocolVersion version) {
   size_t length =
-      2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(subscribe.properties) : 0);
+      2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(*subscribe.properties) : 0);
   for (const SubscribeTopic& topic : subscribe.topics) length += 2 + topic.filter.size() + 1;
   return length;
 }
@@ -222,18 +222,18 @@ size_t AckWithCodesLength(PacketType type, const std::vector<uint8_t>& codes,
 }
 
 size_t RemainingLength(const Suback& suback, ProtocolVersion version) {
-  return AckWithCodesLength(PacketType::kSuback, suback.return_codes, suback.properties, version);
+  return AckWithCodesLength(PacketType::kSuback, suback.return_codes, *suback.properties, version);
 }
 
 size_t RemainingLength(const Unsubscribe& unsubscribe, ProtocolVersion version) {
   size_t length =
-      2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(unsubscribe.properties) : 0);
+      2 + (version == ProtocolVersion::kV5 ? PropertyBlockSize(*unsubscribe.properties) : 0);
   for (const std::string& filter : unsubscribe.filters) length += 2 + filter.size();
   return length;
 }
 
 size_t RemainingLength(const Unsuback& unsuback, ProtocolVersion version) {
-  return AckWithCodesLength(PacketType::kUnsuback, unsuback.reason_codes, unsuback.properties,
+  return AckWithCodesLength(PacketType::kUnsuback, unsuback.reason_codes, *unsuback.properties,
                             version);
 }
 
@@ -242,12 +242,12 @@ size_t RemainingLength(const Pingresp&, ProtocolVersion) { return 0; }
 
 size_t RemainingLength(const Disconnect& disconnect, ProtocolVersion version) {
   if (version != ProtocolVersion::kV5) return 0;
-  return ReasonAndPropertiesLength(disconnect.reason_code, disconnect.properties);
+  return ReasonAndPropertiesLength(disconnect.reason_code, *disconnect.properties);
 }
 
 size_t RemainingLength(const Auth& auth, ProtocolVersion version) {
   if (version != ProtocolVersion::kV5) return 0;
-  return ReasonAndPropertiesLength(auth.reason_code, auth.properties);
+  return ReasonAndPropertiesLength(auth.reason_code, *auth.properties);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,10 +271,10 @@ void EncodeConnect(const Connect& connect, ProtocolVersion version, std::string*
   AppendByte(static_cast<uint8_t>(version), out);
   AppendByte(flags, out);
   AppendUint16(connect.keep_alive, out);
-  if (v5) AppendProperties(connect.properties, out);
+  if (v5) AppendProperties(*connect.properties, out);
   AppendLengthPrefixed(connect.client_id, out);
   if (connect.will) {
-    if (v5) AppendProperties(connect.will->properties, out);
+    if (v5) AppendProperties(*connect.will->properties, out);
     AppendLengthPrefixed(connect.will->topic, out);
     AppendLengthPrefixed(connect.will->payload, out);
   }
@@ -290,7 +290,7 @@ void EncodeConnack(const Connack& connack, ProtocolVersion version, std::string*
   AppendFixedHeader(FirstByte(PacketType::kConnack), length, out);
   AppendByte(session_present ? 0x01 : 0x00, out);
   AppendByte(connack.return_code, out);
-  if (version == ProtocolVersion::kV5) AppendProperties(connack.properties, out);
+  if (version == ProtocolVersion::kV5) AppendProperties(*connack.properties, out);
 }
 
 void EncodeAck(const Ack& ack, ProtocolVersion version, std::string* out) {
@@ -298,7 +298,7 @@ void EncodeAck(const Ack& ack, ProtocolVersion version, std::string* out) {
   const size_t length = RemainingLength(ack, version);
   AppendFixedHeader(FirstByte(ack.type, flags), length, out);
   AppendUint16(ack.packet_id, out);
-  AppendReasonAndProperties(ack.reason_code, ack.properties, length - 2, out);
+  AppendReasonAndProperties(ack.reason_code, *ack.properties, length - 2, out);
 }
 
 void EncodeSubscribe(const Subscribe& subscribe, ProtocolVersion version, std::string* out) {
@@ -307,7 +307,7 @@ void EncodeSubscribe(const Subscribe& subscribe, ProtocolVersion version, std::s
   ReserveFor(PacketSize(length), out);
   AppendFixedHeader(FirstByte(PacketType::kSubscribe, 0x02), length, out);
   AppendUint16(subscribe.packet_id, out);
-  if (v5) AppendProperties(subscribe.properties, out);
+  if (v5) AppendProperties(*subscribe.properties, out);
   for (const SubscribeTopic& topic : subscribe.topics) {
     AppendLengthPrefixed(topic.filter, out);
     uint8_t options = topic.qos & 0x03;
@@ -337,7 +337,7 @@ void EncodeUnsubscribe(const Unsubscribe& unsubscribe, ProtocolVersion version, 
   ReserveFor(PacketSize(length), out);
   AppendFixedHeader(FirstByte(PacketType::kUnsubscribe, 0x02), length, out);
   AppendUint16(unsubscribe.packet_id, out);
-  if (version == ProtocolVersion::kV5) AppendProperties(unsubscribe.properties, out);
+  if (version == ProtocolVersion::kV5) AppendProperties(*unsubscribe.properties, out);
   for (const std::string& filter : unsubscribe.filters) AppendLengthPrefixed(filter, out);
 }
 
@@ -399,29 +399,29 @@ void Encode(const Packet& packet, ProtocolVersion version, std::string* out) {
         } else if constexpr (std::is_same_v<T, Connack>) {
           EncodeConnack(p, version, out);
         } else if constexpr (std::is_same_v<T, Publish>) {
-          EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.properties,
+          EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties.get(),
                         nullptr, version, out);
         } else if constexpr (std::is_same_v<T, Ack>) {
           EncodeAck(p, version, out);
         } else if constexpr (std::is_same_v<T, Subscribe>) {
           EncodeSubscribe(p, version, out);
         } else if constexpr (std::is_same_v<T, Suback>) {
-          EncodeAckWithCodes(PacketType::kSuback, p.packet_id, p.return_codes, p.properties,
+          EncodeAckWithCodes(PacketType::kSuback, p.packet_id, p.return_codes, *p.properties,
                              version, out);
         } else if constexpr (std::is_same_v<T, Unsubscribe>) {
           EncodeUnsubscribe(p, version, out);
         } else if constexpr (std::is_same_v<T, Unsuback>) {
-          EncodeAckWithCodes(PacketType::kUnsuback, p.packet_id, p.reason_codes, p.properties,
+          EncodeAckWithCodes(PacketType::kUnsuback, p.packet_id, p.reason_codes, *p.properties,
                              version, out);
         } else if constexpr (std::is_same_v<T, Pingreq>) {
           AppendFixedHeader(FirstByte(PacketType::kPingreq), 0, out);
         } else if constexpr (std::is_same_v<T, Pingresp>) {
           AppendFixedHeader(FirstByte(PacketType::kPingresp), 0, out);
         } else if constexpr (std::is_same_v<T, Disconnect>) {
-          EncodeReasonOnly(PacketType::kDisconnect, p.reason_code, p.properties,
+          EncodeReasonOnly(PacketType::kDisconnect, p.reason_code, *p.properties,
                            RemainingLength(p, version), out);
         } else if constexpr (std::is_same_v<T, Auth>) {
-          EncodeReasonOnly(PacketType::kAuth, p.reason_code, p.properties,
+          EncodeReasonOnly(PacketType::kAuth, p.reason_code, *p.properties,
                            RemainingLength(p, version), out);
         } else {
           static_assert(!sizeof(T), "every packet type must be encodable");

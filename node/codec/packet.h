@@ -7,6 +7,7 @@
 #define MESHMQ_NODE_CODEC_PACKET_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -143,12 +144,58 @@ struct Properties {
   bool operator==(const Properties&) const = default;
 };
 
+// The properties of one packet, kept out of line. Properties is some 500 bytes of optionals, and
+// every 3.1.1 packet and most MQTT 5 PUBLISH packets carry none; embedding it would make each
+// decoded PUBLISH construct and destroy all of it. The box allocates on the first write, so an
+// absent block costs one null pointer. Reads of an absent block see an empty Properties.
+class PropertiesBox {
+ public:
+  PropertiesBox() = default;
+  PropertiesBox(const Properties& properties)  // NOLINT: a Properties value is a box's value
+      : value_(properties.empty() ? nullptr : std::make_unique<Properties>(properties)) {}
+  PropertiesBox(Properties&& properties)  // NOLINT
+      : value_(properties.empty() ? nullptr : std::make_unique<Properties>(std::move(properties))) {
+  }
+  PropertiesBox(const PropertiesBox& other)
+      : value_(other.value_ ? std::make_unique<Properties>(*other.value_) : nullptr) {}
+  PropertiesBox(PropertiesBox&&) noexcept = default;
+  PropertiesBox& operator=(const PropertiesBox& other) {
+    if (this != &other)
+      value_ = other.value_ ? std::make_unique<Properties>(*other.value_) : nullptr;
+    return *this;
+  }
+  PropertiesBox& operator=(PropertiesBox&&) noexcept = default;
+
+  const Properties& operator*() const { return value_ ? *value_ : Empty(); }
+  const Properties* operator->() const { return &**this; }
+  // The value to write into, allocated now if the box was empty.
+  Properties& Mutable() {
+    if (!value_) value_ = std::make_unique<Properties>();
+    return *value_;
+  }
+  // Null when no property is set: what EncodePublish takes for "none".
+  const Properties* get() const { return empty() ? nullptr : value_.get(); }
+  bool empty() const { return !value_ || value_->empty(); }
+  // Hands the value over (null if none was ever written) and leaves the box empty.
+  std::unique_ptr<Properties> Release() { return std::move(value_); }
+
+  bool operator==(const PropertiesBox& other) const { return **this == *other; }
+  bool operator==(const Properties& other) const { return **this == other; }
+
+ private:
+  static const Properties& Empty() {
+    static const Properties empty;
+    return empty;
+  }
+  std::unique_ptr<Properties> value_;
+};
+
 struct Will {
   std::string topic;
   std::string payload;
   uint8_t qos = 0;
   bool retain = false;
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Will&) const = default;
 };
 
@@ -161,14 +208,14 @@ struct Connect {
   std::optional<Will> will;
   std::optional<std::string> username;
   std::optional<std::string> password;  // binary data
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Connect&) const = default;
 };
 
 struct Connack {
   bool session_present = false;
   uint8_t return_code = connack::kAccepted;  // 3.1.1 return code, or v5 reason code
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Connack&) const = default;
 };
 
@@ -179,7 +226,7 @@ struct Publish {
   bool retain = false;
   bool dup = false;
   uint16_t packet_id = 0;  // present on the wire only when qos > 0
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Publish&) const = default;
 };
 
@@ -188,7 +235,7 @@ struct Ack {
   PacketType type = PacketType::kPuback;
   uint16_t packet_id = 0;
   uint8_t reason_code = reason::kSuccess;  // MQTT 5 only
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Ack&) const = default;
 };
 
@@ -205,28 +252,28 @@ struct SubscribeTopic {
 struct Subscribe {
   uint16_t packet_id = 0;
   std::vector<SubscribeTopic> topics;
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Subscribe&) const = default;
 };
 
 struct Suback {
   uint16_t packet_id = 0;
   std::vector<uint8_t> return_codes;  // granted QoS or kSubackFailure (v5: reason codes)
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Suback&) const = default;
 };
 
 struct Unsubscribe {
   uint16_t packet_id = 0;
   std::vector<std::string> filters;
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Unsubscribe&) const = default;
 };
 
 struct Unsuback {
   uint16_t packet_id = 0;
   std::vector<uint8_t> reason_codes;  // MQTT 5 only; 3.1.1 UNSUBACK has none
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Unsuback&) const = default;
 };
 
@@ -239,14 +286,14 @@ struct Pingresp {
 
 struct Disconnect {
   uint8_t reason_code = reason::kSuccess;  // MQTT 5 only
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Disconnect&) const = default;
 };
 
 // AUTH (MQTT 5 section 3.15): enhanced authentication. Remaining Length 0 means Success.
 struct Auth {
   uint8_t reason_code = reason::kSuccess;
-  Properties properties;
+  PropertiesBox properties;
   bool operator==(const Auth&) const = default;
 };
 

@@ -393,7 +393,7 @@ class Loop {
     connect.client_id = c->client_id;
     connect.version = cfg_.version;
     if (v5() && cfg_.receive_maximum > 0)
-      connect.properties.receive_maximum = static_cast<uint16_t>(cfg_.receive_maximum);
+      connect.properties.Mutable().receive_maximum = static_cast<uint16_t>(cfg_.receive_maximum);
     codec::Encode(codec::Packet{std::move(connect)}, cfg_.version, &c->out);
     c->state = Conn::State::kWaitConnack;
     Flush(c);
@@ -525,7 +525,7 @@ class Loop {
       --in_handshake_;
       c->inflight_limit = static_cast<uint32_t>(cfg_.inflight);
       // MQTT-3.3.4-7: a v5 client never has more unacknowledged QoS 1 PUBLISHes than this.
-      if (auto limit = connack->properties.receive_maximum; limit && *limit > 0)
+      if (auto limit = connack->properties->receive_maximum; limit && *limit > 0)
         c->inflight_limit = std::min<uint32_t>(c->inflight_limit, *limit);
       shared_->connacked.fetch_add(1, std::memory_order_relaxed);
       if (c->role == Role::kSubscriber) {

@@ -44,7 +44,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (const auto* publish = std::get_if<Publish>(packet)) {
         if (EncodedPublishSize(publish->topic, publish->payload.size(), publish->qos,
-                               &publish->properties, nullptr, wire_version) != encoded.size()) {
+                               publish->properties.get(), nullptr,
+                               wire_version) != encoded.size()) {
           abort();
         }
       }

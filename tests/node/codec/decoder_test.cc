@@ -263,8 +263,8 @@ TEST(DecodeTest, ConnectMqtt5WillPropertiesAndPasswordWithoutUsername) {
   ASSERT_TRUE(c->will);
   EXPECT_EQ(c->will->topic, "t");
   EXPECT_EQ(c->will->payload, "");
-  EXPECT_EQ(c->will->properties.will_delay_interval, 5u);
-  EXPECT_EQ(c->will->properties.user_properties,
+  EXPECT_EQ(c->will->properties->will_delay_interval, 5u);
+  EXPECT_EQ(c->will->properties->user_properties,
             (std::vector<std::pair<std::string, std::string>>{{"a", "b"}}));
   EXPECT_FALSE(c->username);
   EXPECT_EQ(c->password, "\xAB\xCD");
@@ -730,7 +730,7 @@ TEST(DecodeV5Test, PublishWithoutProperties) {
   const auto p = DecodeOk<Publish>("30 05 00 01 74 00 78", kV5);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->payload, "x");
-  EXPECT_TRUE(p->properties.user_properties.empty());
+  EXPECT_TRUE(p->properties->user_properties.empty());
 }
 
 TEST(DecodeV5Test, UnknownPropertyIsMalformed) {
@@ -769,7 +769,7 @@ TEST(DecodeV5Test, AckShortForms) {
   EXPECT_EQ(empty_props->reason_code, 0x92);
   const auto with_props = DecodeOk<Ack>("70 0B 00 0A 00 07 26 00 01 61 00 01 62", kV5);
   ASSERT_TRUE(with_props);
-  EXPECT_EQ(with_props->properties.user_properties.size(), 1u);
+  EXPECT_EQ(with_props->properties->user_properties.size(), 1u);
   EXPECT_EQ(ErrorOf(0x40, "00 0A 00 05", kV5), kMalformed);
 }
 
@@ -783,7 +783,7 @@ TEST(DecodeV5Test, DisconnectForms) {
   const auto with_props = DecodeOk<Disconnect>("E0 09 04 07 26 00 01 61 00 01 62", kV5);
   ASSERT_TRUE(with_props);
   EXPECT_EQ(with_props->reason_code, 0x04);
-  EXPECT_EQ(with_props->properties.user_properties.size(), 1u);
+  EXPECT_EQ(with_props->properties->user_properties.size(), 1u);
   EXPECT_EQ(ErrorOf(0xE0, "00 00 00", kV5), kMalformed);
 }
 
@@ -795,7 +795,7 @@ TEST(DecodeV5Test, Connack) {
   const auto refused = DecodeOk<Connack>("20 0A 00 87 07 26 00 01 61 00 01 62", kV5);
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->return_code, 0x87);
-  EXPECT_EQ(refused->properties.user_properties.size(), 1u);
+  EXPECT_EQ(refused->properties->user_properties.size(), 1u);
   EXPECT_EQ(ErrorOf(0x20, "00 00", kV5), kMalformed);  // the property length is required
 }
 
@@ -840,7 +840,7 @@ TEST(DecodeV5Test, EmptyTopicWithTopicAliasIsAccepted) {
   const auto p = DecodeOk<Publish>("30 07 00 00 03 23 00 07 78", kV5);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->topic, "");
-  EXPECT_EQ(p->properties.topic_alias, 7);
+  EXPECT_EQ(p->properties->topic_alias, 7);
   EXPECT_EQ(p->payload, "x");
   // Alias values are the broker's business, even 0.
   EXPECT_TRUE(DecodesOk(0x32, "00 00 00 01 03 23 00 00", kV5));
@@ -856,7 +856,7 @@ TEST(DecodeV5Test, NonEmptyTopicMayAlsoCarryATopicAlias) {  // sets the alias (3
   const auto p = DecodeOk<Publish>("30 07 00 01 74 03 23 00 01", kV5);
   ASSERT_TRUE(p);
   EXPECT_EQ(p->topic, "t");
-  EXPECT_EQ(p->properties.topic_alias, 1);
+  EXPECT_EQ(p->properties->topic_alias, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -981,9 +981,9 @@ TEST(DecodeV5Test, AuthErrors) {
   for (uint8_t flags = 1; flags < 16; ++flags) {  // MQTT-2.2.2-2
     EXPECT_EQ(ErrorOf(0xF0 | flags, "", kV5), kMalformed) << int{flags};
   }
-  EXPECT_EQ(ErrorOf(0xF0, "18 05 15 00 01", kV5), kMalformed);       // property block truncated
-  EXPECT_EQ(ErrorOf(0xF0, "18 00 00", kV5), kMalformed);             // trailing byte
-  EXPECT_EQ(ErrorOf(0xF0, "18 02 1F 00", kV5), kMalformed);          // property cut by the block
+  EXPECT_EQ(ErrorOf(0xF0, "18 05 15 00 01", kV5), kMalformed);        // property block truncated
+  EXPECT_EQ(ErrorOf(0xF0, "18 00 00", kV5), kMalformed);              // trailing byte
+  EXPECT_EQ(ErrorOf(0xF0, "18 02 1F 00", kV5), kMalformed);           // property cut by the block
   EXPECT_EQ(ErrorOf(0xF0, "18 05 11 00 00 00 01", kV5), kMalformed);  // Session Expiry on AUTH
 }
 

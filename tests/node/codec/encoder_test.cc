@@ -195,8 +195,8 @@ TEST(EncodePublishTest, MatchesEncodeOfAPublish) {
     std::string via_struct;
     std::string via_parts;
     Encode(p, version, &via_struct);
-    EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, &p.properties, nullptr,
-                  version, &via_parts);
+    EncodePublish(p.topic, p.payload, p.qos, p.retain, p.dup, p.packet_id, p.properties.get(),
+                  nullptr, version, &via_parts);
     EXPECT_EQ(ToHex(via_parts), ToHex(via_struct));
   }
 }
@@ -333,9 +333,9 @@ TEST(EncodeTest, AuthBeforeMqtt5IsBare) {
 TEST(EncodeTest, Mqtt311IgnoresEveryProperty) {
   Publish p;
   p.topic = "t";
-  p.properties.payload_format_indicator = 1;
-  p.properties.topic_alias = 3;
-  p.properties.subscription_identifiers = {1, 2};
+  p.properties.Mutable().payload_format_indicator = 1;
+  p.properties.Mutable().topic_alias = 3;
+  p.properties.Mutable().subscription_identifiers = {1, 2};
   EXPECT_EQ(EncodeToHex(p), H("30 03 00 01 74"));
   Properties reason_string;
   reason_string.reason_string = "x";
@@ -444,7 +444,7 @@ std::vector<FullPacket> FullV5Packets() {
   connect.version = kV5;
   connect.keep_alive = 30;
   connect.client_id = "id";
-  Properties& cp = connect.properties;
+  Properties& cp = connect.properties.Mutable();
   cp.session_expiry_interval = kSessionNeverExpires;
   cp.authentication_method = "m";
   cp.authentication_data = "\x01";
@@ -459,13 +459,13 @@ std::vector<FullPacket> FullV5Packets() {
   will.payload = "bye";
   will.qos = 1;
   will.retain = true;
-  will.properties.payload_format_indicator = 1;
-  will.properties.message_expiry_interval = 3600;
-  will.properties.content_type = "t/p";
-  will.properties.response_topic = "r";
-  will.properties.correlation_data = "\0\x01"s;
-  will.properties.will_delay_interval = 60;
-  will.properties.user_properties = {{"k", "v"}};
+  will.properties.Mutable().payload_format_indicator = 1;
+  will.properties.Mutable().message_expiry_interval = 3600;
+  will.properties.Mutable().content_type = "t/p";
+  will.properties.Mutable().response_topic = "r";
+  will.properties.Mutable().correlation_data = "\0\x01"s;
+  will.properties.Mutable().will_delay_interval = 60;
+  will.properties.Mutable().user_properties = {{"k", "v"}};
   connect.username = "u";
   connect.password = "pw";
   packets.push_back(
@@ -480,7 +480,7 @@ std::vector<FullPacket> FullV5Packets() {
 
   Connack connack;
   connack.session_present = true;
-  Properties& ap = connack.properties;
+  Properties& ap = connack.properties.Mutable();
   ap.session_expiry_interval = 120;
   ap.assigned_client_identifier = "abc";
   ap.server_keep_alive = 60;
@@ -509,7 +509,7 @@ std::vector<FullPacket> FullV5Packets() {
   publish.qos = 2;
   publish.retain = true;
   publish.packet_id = 9;
-  Properties& pp = publish.properties;
+  Properties& pp = publish.properties.Mutable();
   pp.payload_format_indicator = 0;
   pp.message_expiry_interval = 10;
   pp.content_type = "json";
@@ -528,7 +528,7 @@ std::vector<FullPacket> FullV5Packets() {
   subscribe.packet_id = 3;
   subscribe.topics = {{"a/#", 1, true, false, 1}};
   subscribe.properties = kv;
-  subscribe.properties.subscription_identifiers = {42};
+  subscribe.properties.Mutable().subscription_identifiers = {42};
   packets.push_back(
       {"SUBSCRIBE", subscribe, "82 12 00 03 09 0B 2A 26 00 01 6B 00 01 76 00 03 61 2F 23 15"});
 
@@ -705,10 +705,10 @@ TEST(EncodedSizeTest, CountsMultiByteLengths) {
   Publish publish;
   publish.topic = "t";
   publish.payload = std::string(20'000, 'p');
-  publish.properties.user_properties = {{"k", std::string(300, 'v')}};
+  publish.properties.Mutable().user_properties = {{"k", std::string(300, 'v')}};
   Connect connect;
   connect.version = kV5;
-  connect.properties.user_properties = {{"k", std::string(200, 'v')}};
+  connect.properties.Mutable().user_properties = {{"k", std::string(200, 'v')}};
   for (const Packet& packet : {Packet(publish), Packet(connect)}) {
     for (const ProtocolVersion version : {kV311, kV5}) {
       std::string out;

@@ -366,7 +366,7 @@ TEST(PropertiesTest, SeveralSubscriptionIdentifiersOnPublishKeepTheirOrder) {
   const DecodeResult result = DecodeWire(wire);
   ASSERT_TRUE(std::holds_alternative<Packet>(result)) << std::get<DecodeError>(result).what;
   const Publish& publish = std::get<Publish>(std::get<Packet>(result));
-  EXPECT_EQ(publish.properties.subscription_identifiers,
+  EXPECT_EQ(publish.properties->subscription_identifiers,
             (std::vector<uint32_t>{5, 1, 268'435'455}));
   std::string encoded;
   Encode(publish, kV5, &encoded);
@@ -381,13 +381,43 @@ TEST(PropertiesTest, UserPropertiesKeepTheirOrderAndRepeats) {
       Hex("26 00 01 62 00 01 32  02 00 00 00 01  26 00 01 61 00 01 31  26 00 01 62 00 01 32")));
   ASSERT_TRUE(std::holds_alternative<Packet>(result)) << std::get<DecodeError>(result).what;
   const Publish& publish = std::get<Publish>(std::get<Packet>(result));
-  EXPECT_EQ(publish.properties.user_properties,
+  EXPECT_EQ(publish.properties->user_properties,
             (std::vector<std::pair<std::string, std::string>>{{"b", "2"}, {"a", "1"}, {"b", "2"}}));
   std::string encoded;
   Encode(publish, kV5, &encoded);
   EXPECT_EQ(ToHex(encoded),
             ToHex(WireWith(Carrier::kPublish, Hex("02 00 00 00 01  26 00 01 62 00 01 32 "
                                                   "26 00 01 61 00 01 31  26 00 01 62 00 01 32"))));
+}
+
+// A packet without properties holds no Properties at all (the box stays null), so a 3.1.1
+// PUBLISH, or a v5 one with an empty property block, costs nothing for MQTT 5's sake.
+TEST(PropertiesBoxTest, NothingIsAllocatedForAnAbsentOrEmptyBlock) {
+  for (const auto& [wire, version] : {std::pair{Hex("30 04 00 01 74 78"), ProtocolVersion::kV311},
+                                      std::pair{Hex("30 05 00 01 74 00 78"), kV5}}) {
+    const DecodeResult result = Decode(0x30, std::string_view(wire).substr(2), version);
+    ASSERT_TRUE(std::holds_alternative<Packet>(result)) << std::get<DecodeError>(result).what;
+    const Publish& publish = std::get<Publish>(std::get<Packet>(result));
+    EXPECT_EQ(publish.properties.get(), nullptr);
+    EXPECT_TRUE(publish.properties.empty());
+    EXPECT_EQ(publish.properties->topic_alias, std::nullopt);  // reads see an empty value
+    EXPECT_EQ(publish.payload, "x");
+  }
+}
+
+TEST(PropertiesBoxTest, CopiesAreDeepAndReleaseEmptiesTheBox) {
+  PropertiesBox box;
+  box.Mutable().content_type = "text/plain";
+  PropertiesBox copy = box;
+  copy.Mutable().content_type = "other";
+  EXPECT_EQ(box->content_type, "text/plain");
+  EXPECT_FALSE(box == copy);
+  std::unique_ptr<Properties> released = box.Release();
+  ASSERT_NE(released, nullptr);
+  EXPECT_EQ(released->content_type, "text/plain");
+  EXPECT_TRUE(box.empty());
+  EXPECT_EQ(box, Properties{});
+  EXPECT_EQ(PropertiesBox(Properties{}).get(), nullptr);  // an empty value allocates nothing
 }
 
 TEST(PropertiesTest, SubscriptionIdentifierIsAVariableByteInteger) {
