@@ -78,6 +78,12 @@ size_t EncodedPublishSize(std::string_view topic, size_t payload_size, uint8_t q
 // The number of bytes Encode would append.
 size_t EncodedSize(const Packet& packet, ProtocolVersion version);
 
+// A message's MQTT 5 properties as one property block (Variable Byte Integer length, then the
+// properties), and back: how they are stored (storage/, proto/storage.proto). The decoder applies
+// the rules of a PUBLISH's block; false if `block` is not one (or has bytes after it).
+void EncodePropertyBlock(const Properties& properties, std::string* out);
+bool DecodePublishPropertyBlock(std::string_view block, Properties* out);
+
 // True if `s` is a well-formed UTF-8 string as MQTT requires (MQTT-1.5.3-1, -2): valid encoding,
 // no surrogate code points, no U+0000.
 bool IsValidMqttUtf8(std::string_view s);

@@ -740,4 +740,12 @@ DecodeResult Decode(uint8_t first_byte, std::string_view body, ProtocolVersion v
   return DecodeError{reason::kMalformedPacket, "unknown packet type"};
 }
 
+bool DecodePublishPropertyBlock(std::string_view block, Properties* out) {
+  Reader r(block);
+  PropertiesBox box;
+  if (ReadProperties(r, kOnPublish, &box) || !r.empty()) return false;
+  *out = *box;
+  return true;
+}
+
 }  // namespace meshmq::codec

@@ -430,4 +430,8 @@ void Encode(const Packet& packet, ProtocolVersion version, std::string* out) {
       packet);
 }
 
+void EncodePropertyBlock(const Properties& properties, std::string* out) {
+  AppendProperties(properties, out);
+}
+
 }  // namespace meshmq::codec
