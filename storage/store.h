@@ -1,0 +1,149 @@
+// meshmqd's durable state in RocksDB (layout: storage/schema.h): retained messages and persistent
+// sessions with their subscriptions, queued and in-flight messages and inbound QoS 2 packet ids.
+//
+// Writes are group-committed. Any thread hands a Batch to Submit(), which appends it to the group
+// being gathered and returns at once with a ticket; one writer thread writes each group as a
+// single rocksdb::WriteBatch (one WAL append, one fsync under Durability::kFsync), in submission
+// order, then publishes the group's ticket as durable and calls the OnDurable callback. So the
+// event loops never wait on the disk: an ack that must follow durability waits for its ticket
+// instead, and many acks share one write.
+//
+// Durability::kProcess: a group is durable once it is in RocksDB's WAL (the OS has it; it
+// survives the process being killed, not the machine losing power). Durability::kFsync: the WAL
+// is synced before the group counts as durable (survives power loss).
+//
+// A write that fails (disk full, I/O error) puts the store in a failed state: status() says why,
+// later groups are not written and their tickets never become durable, so nothing is
+// acknowledged that is not on disk. The OnDurable callback is still called once, so waiters can
+// see status() and give up.
+#ifndef MESHMQ_STORAGE_STORE_H_
+#define MESHMQ_STORAGE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "proto/storage.pb.h"
+
+namespace rocksdb {
+class ColumnFamilyHandle;
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace meshmq::storage {
+
+enum class Durability { kProcess, kFsync };
+// "process" or "fsync".
+bool ParseDurability(std::string_view text, Durability* out);
+
+// Changes applied together, atomically and in the order they were added.
+class Batch {
+ public:
+  Batch();
+  ~Batch();
+  Batch(Batch&&) noexcept;
+  Batch& operator=(Batch&&) noexcept;
+
+  void PutRetained(std::string_view topic, const StoredMessage& message);
+  void DeleteRetained(std::string_view topic);
+  void PutSession(std::string_view client_id, const SessionRecord& record);
+  // Removes the session and everything it holds: queued, in-flight and inbound QoS 2 records.
+  void DeleteSession(std::string_view client_id);
+  void PutQueued(std::string_view client_id, uint64_t seq, const QueuedRecord& record);
+  void PutInflight(std::string_view client_id, uint64_t seq, const InflightRecord& record);
+  // Removes both the queued and the in-flight record of message `seq`.
+  void DeleteMessage(std::string_view client_id, uint64_t seq);
+  void PutInboundQos2(std::string_view client_id, uint16_t packet_id);
+  void DeleteInboundQos2(std::string_view client_id, uint16_t packet_id);
+
+  bool empty() const { return count_ == 0; }
+  size_t count() const { return count_; }
+
+ private:
+  friend class Store;
+  struct Op;
+  std::vector<Op> ops_;
+  size_t count_ = 0;
+};
+
+// A persistent session as read back at start.
+struct LoadedSession {
+  struct Message {
+    uint64_t seq = 0;
+    QueuedRecord queued;
+    std::optional<InflightRecord> inflight;  // set if it was in flight
+  };
+  std::string client_id;
+  SessionRecord record;
+  std::vector<Message> messages;       // ascending seq: queue order
+  std::vector<uint16_t> inbound_qos2;  // ascending
+};
+
+class Store {
+ public:
+  // Opens (creating if need be) the store in directory `dir`. Refuses, with a message naming the
+  // directory and the problem, a dir that another process has open (RocksDB's LOCK), one that
+  // cannot be read or created, one that is corrupt, and one written with a schema version other
+  // than kSchemaVersion (or a RocksDB database that is not meshmq's).
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& dir, Durability durability);
+  ~Store();  // writes every submitted group, then closes
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Reading, at start, before the first Submit. Each visits records in key order.
+  absl::Status LoadRetained(const std::function<void(StoredMessage&&)>& fn);
+  absl::Status LoadSessions(const std::function<void(LoadedSession&&)>& fn);
+
+  // Thread-safe; never waits on the disk. An empty batch gets the last ticket handed out.
+  uint64_t Submit(Batch&& batch);
+  // Every ticket <= this is durable.
+  uint64_t durable_ticket() const { return durable_ticket_.load(std::memory_order_acquire); }
+  // The highest ticket Submit has handed out so far.
+  uint64_t last_ticket() const;
+  // Blocks until `ticket` is durable (returns OK) or the store failed (returns status()). Only
+  // for tickets Submit handed out: a later one never becomes durable.
+  absl::Status WaitDurable(uint64_t ticket);
+  // Called on the writer thread after each group is durable (or a write failed), with
+  // durable_ticket(). Set once, before the first Submit.
+  void SetOnDurable(std::function<void(uint64_t durable)> fn);
+  absl::Status status() const;
+
+  uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
+  uint64_t batches_written() const { return batches_written_.load(std::memory_order_relaxed); }
+
+ private:
+  Store(std::string dir, Durability durability);
+  void WriterLoop();
+
+  const std::string dir_;
+  const Durability durability_;
+  std::unique_ptr<rocksdb::DB> db_;
+  // Indexed by the Family enum in store.cc; families meshmq does not know follow.
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;
+
+  mutable absl::Mutex mu_;
+  std::vector<Batch> gathering_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;  // the ticket of the group being gathered
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::function<void(uint64_t)> on_durable_;
+  std::atomic<uint64_t> durable_ticket_{0};
+  std::atomic<uint64_t> groups_written_{0};
+  std::atomic<uint64_t> batches_written_{0};
+  std::thread writer_;
+};
+
+}  // namespace meshmq::storage
+
+#endif  // MESHMQ_STORAGE_STORE_H_
