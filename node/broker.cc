@@ -15,7 +15,9 @@
 #include "absl/strings/str_format.h"
 #include "node/acceptor.h"
 #include "node/event_loop.h"
+#include "node/persistence.h"
 #include "node/worker.h"
+#include "storage/store.h"
 
 namespace meshmq {
 namespace {
@@ -60,6 +62,12 @@ absl::Status Broker::Start() {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot create --data_dir ", config_.data_dir, ": ", error.message()));
   }
+  absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(
+      config_.data_dir,
+      config_.durability_fsync ? storage::Durability::kFsync : storage::Durability::kProcess);
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  persistence_ = std::make_unique<Persistence>(store_.get());
   if (absl::Status status = ReloadAuth(); !status.ok()) return status;
 
   absl::StatusOr<std::unique_ptr<Acceptor>> acceptor = Acceptor::Bind(config_.mqtt_listen, this);
@@ -74,6 +82,15 @@ absl::Status Broker::Start() {
     workers_.push_back(std::make_unique<Worker>(this, i));
     workers.push_back(workers_.back().get());
   }
+  // Each written group releases the acks waiting for it, on the workers that hold them.
+  store_->SetOnDurable([this](uint64_t durable) {
+    counters_.store_write_groups.Increment();
+    for (auto& worker : workers_) {
+      Worker* w = worker.get();
+      w->Post([w, durable] { w->OnDurable(durable); });
+    }
+  });
+  if (absl::Status status = Restore(); !status.ok()) return status;
   started_at_ = absl::Now();
   for (auto& worker : workers_) worker->Start();
   acceptor_->Start(workers);
@@ -87,6 +104,45 @@ void Broker::Stop() {
   acceptor_->Stop();
   for (auto& worker : workers_) worker->Stop();
   for (auto& worker : workers_) worker->Join();
+}
+
+bool Broker::store_ok() const { return store_ == nullptr || store_->status().ok(); }
+
+absl::Status Broker::Restore() {
+  retained_.SetChangeHook(nullptr);
+  const int64_t now_ms = MonotonicMillis();
+  storage::Batch expired;
+  absl::Status status = store_->LoadRetained([&](storage::StoredMessage&& record) {
+    MessagePtr message = Persistence::FromRecord(record);
+    if (message == nullptr || message->expired(now_ms)) {
+      expired.DeleteRetained(record.topic());
+      return;
+    }
+    retained_.Set(std::move(message));
+    counters_.retained_restored.Increment();
+  });
+  if (!status.ok()) return status;
+  if (!expired.empty()) persistence_->Submit(std::move(expired));
+  sessions_.SetPersistence(persistence_.get());
+  status = store_->LoadSessions([&](storage::LoadedSession&& loaded) {
+    std::shared_ptr<Session> session = sessions_.Restore(loaded, now_ms);
+    for (const auto& [filter, options] : session->subscriptions()) {
+      InsertIntoIndex(session, filter, options);
+    }
+    counters_.sessions_restored.Increment();
+  });
+  if (!status.ok()) return status;
+  // From here on every change to a retained topic is written, in the order it happened.
+  retained_.SetChangeHook([this](const std::string& topic, const Message* message) {
+    storage::Batch batch;
+    if (message != nullptr) {
+      batch.PutRetained(topic, Persistence::ToRecord(*message));
+    } else {
+      batch.DeleteRetained(topic);
+    }
+    persistence_->Submit(std::move(batch));
+  });
+  return absl::OkStatus();
 }
 
 bool Broker::TryAddConnection() {
@@ -212,15 +268,18 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
 Session::AddResult Broker::Subscribe(const std::shared_ptr<Session>& session,
                                      const std::string& filter,
                                      const SubscriptionOptions& options) {
+  return session->AddSubscription(filter, options, config_.max_subscriptions,
+                                  [&] { InsertIntoIndex(session, filter, options); });
+}
+
+void Broker::InsertIntoIndex(const std::shared_ptr<Session>& session, const std::string& filter,
+                             const SubscriptionOptions& options) {
   SharedFilter shared;
-  const bool is_shared = ClassifyFilter(filter, &shared) == FilterKind::kShared;
-  return session->AddSubscription(filter, options, config_.max_subscriptions, [&] {
-    if (!is_shared) {
-      subscriptions_.Insert(filter, session->client_id(), SubscriberRef{session, options});
-    } else if (shared_.Subscribe(shared.group, shared.filter, session, options)) {
-      shared_memberships_.fetch_add(1, std::memory_order_relaxed);
-    }
-  });
+  if (ClassifyFilter(filter, &shared) != FilterKind::kShared) {
+    subscriptions_.Insert(filter, session->client_id(), SubscriberRef{session, options});
+  } else if (shared_.Subscribe(shared.group, shared.filter, session, options)) {
+    shared_memberships_.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 bool Broker::Unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter) {

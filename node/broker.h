@@ -33,7 +33,11 @@
 namespace meshmq {
 
 class Acceptor;
+class Persistence;
 class Worker;
+namespace storage {
+class Store;
+}
 
 // What the trie stores per (filter, client id).
 struct SubscriberRef {
@@ -52,7 +56,8 @@ class Broker {
   explicit Broker(BrokerConfig config);
   ~Broker();
 
-  // Loads auth files, binds the listener and starts the threads. Errors name what failed.
+  // Opens the store in --data_dir and restores what it holds, loads auth files, binds the
+  // listener and starts the threads. Errors name what failed.
   absl::Status Start();
   // Graceful stop: no new connections, every connection closed, threads joined.
   void Stop();
@@ -70,6 +75,10 @@ class Broker {
   TopicTrie<SubscriberRef>& subscriptions() { return subscriptions_; }
   SharedSubscriptions& shared_subscriptions() { return shared_; }
   RetainedStore& retained() { return retained_; }
+  // Null until Start() opened the store.
+  Persistence* persistence() { return persistence_.get(); }
+  // False once a store write failed: nothing more becomes durable.
+  bool store_ok() const;
   std::shared_ptr<const AuthConfig> auth() const { return std::atomic_load(&auth_); }
   // The ACL in force, or null. Cheap when there is none: std::atomic_load of a shared_ptr takes
   // a lock in libstdc++, which the publish path should not pay for nothing.
@@ -127,9 +136,18 @@ class Broker {
   void Deliver(Session& session, QueuedMessage queued);
   // Removes (filter, client id) from whichever index holds it.
   void EraseFromIndex(const std::string& filter, const std::string& client_id);
+  // Adds `session`'s subscription to whichever index takes it (under the session's lock when
+  // called from Subscribe).
+  void InsertIntoIndex(const std::shared_ptr<Session>& session, const std::string& filter,
+                       const SubscriptionOptions& options);
+  // Loads retained messages and persistent sessions from the store.
+  absl::Status Restore();
 
   const BrokerConfig config_;
   Counters counters_;
+  // Declared before everything that writes to it, so it is destroyed last (writing what is left).
+  std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<Persistence> persistence_;
   SessionStore sessions_;
   TopicTrie<SubscriberRef> subscriptions_;
   SharedSubscriptions shared_;

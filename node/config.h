@@ -12,6 +12,12 @@ namespace meshmq {
 struct BrokerConfig {
   std::string mqtt_listen = "0.0.0.0:1883";  // HOST:PORT; port 0 picks a free one
   std::string data_dir = "./data";
+  // How durable an acknowledged message is (--durability): false: in RocksDB's WAL, which
+  // survives the process dying; true: the WAL synced to disk first, which survives power loss.
+  bool durability_fsync = false;
+  // Expiry of 3.1.1 persistent sessions (Clean Session 0), in seconds; MQTT 5 clients give their
+  // own. codec::kSessionNeverExpires: never.
+  uint32_t session_expiry = 2 * 3600;
   std::string node_id;  // defaults to the host name
   int workers = 0;      // event-loop threads; 0 means one per core
   std::string password_file;

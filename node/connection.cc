@@ -25,7 +25,9 @@
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/event_loop.h"
+#include "node/persistence.h"
 #include "node/worker.h"
+#include "storage/store.h"
 
 namespace meshmq {
 namespace {
@@ -228,6 +230,42 @@ void Connection::SendAck(codec::PacketType type, uint16_t packet_id, uint8_t rea
   Send(ack);
 }
 
+void Connection::SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
+                                std::string_view why) {
+  HoldOutputUntil(Persistence::ThreadTicket());
+  SendAck(type, packet_id, reason_code, why);
+}
+
+void Connection::HoldOutputUntil(uint64_t ticket) { HoldOutputFrom(out_.size(), ticket); }
+
+void Connection::HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset) {
+  const uint64_t ticket = Persistence::ThreadTicket();
+  if (ticket != ticket_before) HoldOutputFrom(offset, ticket);
+}
+
+void Connection::HoldOutputFrom(size_t offset, uint64_t ticket) {
+  Persistence* persistence = broker_->persistence();
+  if (persistence == nullptr || ticket <= persistence->store().durable_ticket()) return;
+  // Output after a mark with a ticket at least as high is held by that mark already.
+  if (!held_output_.empty() && held_output_.back().ticket >= ticket) return;
+  held_output_.push_back(HeldOutput{std::max(offset, out_offset_), ticket});
+  if (!awaiting_durable_) {
+    awaiting_durable_ = true;
+    worker_->AwaitDurable(id_);
+  }
+}
+
+bool Connection::ReleaseDurableOutput(uint64_t durable) {
+  bool released = false;
+  while (!held_output_.empty() && held_output_.front().ticket <= durable) {
+    held_output_.pop_front();
+    released = true;
+  }
+  if (released) ScheduleWrite();
+  awaiting_durable_ = !held_output_.empty();
+  return awaiting_durable_;
+}
+
 size_t Connection::outbound_window() const {
   const size_t window = broker_->config().max_inflight;
   return v5_ ? std::min<size_t>(window, v5_->client_receive_maximum) : window;
@@ -307,17 +345,22 @@ void Connection::DeliverPending() {
   }
   thread_local std::vector<Outgoing> batch;
   batch.clear();
+  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const size_t offset = out_.size();
   const size_t expired =
       session_->TakeSendable(owner(), outbound_window(), MonotonicMillis(), &batch);
   if (expired > 0) broker_->counters().messages_expired.Increment(expired);
   for (const Outgoing& outgoing : batch) WriteOutgoing(outgoing);
   batch.clear();
+  HoldOutputIfStoredSince(ticket_before, offset);
 }
 
 void Connection::FlushOutput() {
   write_marked_ = false;
-  while (out_offset_ < out_.size()) {
-    ssize_t n = send(fd_, out_.data() + out_offset_, out_.size() - out_offset_, MSG_NOSIGNAL);
+  // Held output stays until the store catches up (ReleaseDurableOutput schedules the write).
+  const size_t limit = held_output_.empty() ? out_.size() : held_output_.front().offset;
+  while (out_offset_ < limit) {
+    ssize_t n = send(fd_, out_.data() + out_offset_, limit - out_offset_, MSG_NOSIGNAL);
     if (n > 0) {
       out_offset_ += static_cast<size_t>(n);
       continue;
@@ -335,6 +378,14 @@ void Connection::FlushOutput() {
     }
     out_.clear();
     out_offset_ = 0;
+    held_output_.clear();
+    return;
+  }
+  if (limit < out_.size()) {  // the rest is held
+    if (write_armed_) {
+      write_armed_ = false;
+      worker_->SetWritable(this, false);
+    }
     return;
   }
   out_.clear();

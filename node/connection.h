@@ -7,6 +7,7 @@
 #define MESHMQ_NODE_CONNECTION_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,8 @@ class Connection {
   void DeliverPending();
   // Keepalive (MQTT-3.1.2-24) and CONNECT timeouts; `now_ms` from MonotonicMillis().
   void OnTick(int64_t now_ms);
+  // Releases the output whose ticket is now durable; returns true if some still waits.
+  bool ReleaseDurableOutput(uint64_t durable);
   // Ends the connection. `publish_will`: the loss was abnormal (MQTT-3.1.2-8). An MQTT 5 client
   // that has its CONNACK is first told why with DISCONNECT `disconnect_reason` (a reason::k*
   // code, MQTT 5 3.14.2.1) and `reason` as Reason String; kNoDisconnect sends none (the client
@@ -86,6 +89,18 @@ class Connection {
   void Send(const codec::Packet& packet);
   void WriteOutgoing(const Outgoing& outgoing);
   // Sends an acknowledgement, with a Reason String for failures if the client wants them.
+  // PUBACK or PUBREC for a message the client published: held until what handling it wrote to
+  // the store (this thread's latest ticket) is durable. Output stays in order, so acks keep the
+  // order of their PUBLISH packets (MQTT-4.6.0-2, -3).
+  void SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
+                      std::string_view why);
+  // Output appended from now on waits until the store made `ticket` durable, if it has not yet.
+  void HoldOutputUntil(uint64_t ticket);
+  // Holds what follows if this thread submitted anything to the store since `ticket_before`
+  // (Persistence::ThreadTicket() taken before a session change): e.g. a PUBLISH whose packet id
+  // must be on disk before the client can see it, so a restart resends it with DUP=1.
+  void HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset);
+  void HoldOutputFrom(size_t offset, uint64_t ticket);
   void SendAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
                std::string_view why = {});
   // Window for outbound QoS 1/2: --max_inflight, or less if the client's Receive Maximum is.
@@ -134,6 +149,14 @@ class Connection {
 
   std::string in_;  // only the start of a packet that has not fully arrived yet
   std::string out_;
+  // Output that must not reach the client before the store made durable what it reflects: bytes
+  // of out_ from `offset` on wait for `ticket`. Rising offsets and tickets.
+  struct HeldOutput {
+    size_t offset = 0;
+    uint64_t ticket = 0;
+  };
+  std::deque<HeldOutput> held_output_;
+  bool awaiting_durable_ = false;  // registered with the worker's OnDurable
   size_t out_offset_ = 0;
   bool write_armed_ = false;
   bool write_marked_ = false;

@@ -42,6 +42,10 @@ struct Counters {
   Counter subscriptions_refused_max;
   Counter sessions_expired;
   Counter shared_redeliveries;
+  Counter sessions_restored;
+  Counter retained_restored;
+  Counter store_write_groups;  // group commits written (each one WAL write)
+  Counter store_errors;        // failed store writes (connections waiting on them are closed)
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>
@@ -66,6 +70,10 @@ struct Counters {
     fn("subscriptions_refused_max", subscriptions_refused_max.value());
     fn("sessions_expired", sessions_expired.value());
     fn("shared_redeliveries", shared_redeliveries.value());
+    fn("sessions_restored", sessions_restored.value());
+    fn("retained_restored", retained_restored.value());
+    fn("store_write_groups", store_write_groups.value());
+    fn("store_errors", store_errors.value());
   }
 };
 

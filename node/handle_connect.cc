@@ -180,8 +180,9 @@ void Connection::HandleConnect(codec::Connect& connect) {
   }
 
   // One session model for every level: 3.1.1 Clean Session 1 is Clean Start with expiry 0, and
-  // Clean Session 0 a session that never expires.
-  uint32_t expiry = connect.clean_session ? 0 : codec::kSessionNeverExpires;
+  // Clean Session 0 a session that expires after --session_expiry offline (Mosquitto's
+  // persistent_client_expiration), so abandoned client ids do not pile up in memory and on disk.
+  uint32_t expiry = connect.clean_session ? 0 : config.session_expiry;
   if (v5()) {
     v5_ = std::make_unique<V5State>();
     const codec::Properties& p = *connect.properties;

@@ -26,6 +26,7 @@
 #include "node/broker.h"
 #include "node/connection.h"
 #include "node/event_loop.h"
+#include "node/persistence.h"
 #include "node/topic.h"
 #include "node/worker.h"
 
@@ -149,9 +150,9 @@ void Connection::HandlePublish(codec::Publish& publish) {
     if (delivered == 0) reason_code = codec::reason::kNoMatchingSubscribers;
   }
   if (publish.qos == 1) {
-    SendAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why);
+    SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why);
   } else if (publish.qos == 2) {
-    SendAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why);
+    SendDurableAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why);
   }
 }
 
@@ -162,8 +163,12 @@ void Connection::HandleAck(const codec::Ack& ack) {
       break;
     case codec::PacketType::kPubrec: {
       const bool failed = ack.reason_code >= 0x80;
+      // PUBREL only once "awaiting PUBCOMP" is stored: after a restart the client must get
+      // PUBREL again, not the PUBLISH.
+      const uint64_t ticket_before = Persistence::ThreadTicket();
       const bool known = session_->OnPubrec(ack.packet_id, failed);
-      if (failed) {  // the exchange ends here (4.3.3 of 5.0)
+      HoldOutputIfStoredSince(ticket_before, out_.size());  // holds the PUBREL below
+      if (failed) {                                         // the exchange ends here (4.3.3 of 5.0)
         if (known) worker_->RequestFlush(id_);
         break;
       }

@@ -25,10 +25,20 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "node/broker.h"
+#include "node/codec/packet.h"
 #include "node/passwd_command.h"
 
 ABSL_FLAG(std::string, mqtt_listen, "0.0.0.0:1883", "MQTT listener, HOST:PORT (port 0: any)");
-ABSL_FLAG(std::string, data_dir, "./data", "Directory for the node's data (created if missing)");
+ABSL_FLAG(std::string, data_dir, "./data",
+          "Directory of the node's RocksDB store: retained messages and persistent sessions "
+          "(created if missing; one meshmqd per directory)");
+ABSL_FLAG(std::string, durability, "process",
+          "When PUBACK/PUBREC may be sent for a message: 'process' (once in RocksDB's write-ahead "
+          "log: survives the process dying) or 'fsync' (once the log is synced: survives power "
+          "loss). Either way many acks share one write");
+ABSL_FLAG(absl::Duration, session_expiry, absl::Hours(2),
+          "How long a 3.1.1 persistent session (Clean Session 0) is kept while its client is "
+          "offline ('inf': forever). MQTT 5 clients set their own Session Expiry Interval");
 ABSL_FLAG(std::string, node_id, "", "This node's name in the cluster (default: host name)");
 ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
 ABSL_FLAG(std::string, password_file, "", "Mosquitto-format password file (mosquitto_passwd)");
@@ -78,6 +88,14 @@ meshmq::BrokerConfig ConfigFromFlags() {
   meshmq::BrokerConfig config;
   config.mqtt_listen = absl::GetFlag(FLAGS_mqtt_listen);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.durability_fsync = absl::GetFlag(FLAGS_durability) == "fsync";
+  const absl::Duration session_expiry = absl::GetFlag(FLAGS_session_expiry);
+  config.session_expiry =
+      session_expiry == absl::InfiniteDuration() ||
+              session_expiry >= absl::Seconds(meshmq::codec::kSessionNeverExpires)
+          ? meshmq::codec::kSessionNeverExpires
+          : static_cast<uint32_t>(
+                absl::ToInt64Seconds(absl::Ceil(session_expiry, absl::Seconds(1))));
   config.node_id = absl::GetFlag(FLAGS_node_id);
   if (config.node_id.empty()) {
     char host[256] = {};
@@ -138,6 +156,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "meshmqd: --max_qos must be 0..2, --max_topic_alias and --max_keepalive "
                  "0..65535\n");
+    return 2;
+  }
+  if (const std::string durability = absl::GetFlag(FLAGS_durability);
+      durability != "process" && durability != "fsync") {
+    std::fprintf(stderr, "meshmqd: --durability must be 'process' or 'fsync', not '%s'\n",
+                 durability.c_str());
+    return 2;
+  }
+  if (absl::GetFlag(FLAGS_session_expiry) <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "meshmqd: --session_expiry must be positive ('inf': never)\n");
     return 2;
   }
   if (config.max_packet_size < 2) {

@@ -18,6 +18,7 @@ bool RetainedStore::Set(MessagePtr msg) {
   if (msg->payload.empty()) {  // MQTT-3.3.1-10, MQTT-3.3.1-11
     if (!EraseFrom(&root_, msg->topic, 0)) return false;
     --size_;
+    if (on_change_) on_change_(msg->topic, nullptr);
     return true;
   }
   Node* node = &root_;
@@ -33,6 +34,7 @@ bool RetainedStore::Set(MessagePtr msg) {
     begin = next;
   }
   if (node->message == nullptr) ++size_;
+  if (on_change_) on_change_(msg->topic, msg.get());
   node->message = std::move(msg);
   return true;
 }
@@ -52,6 +54,7 @@ bool RetainedStore::Remove(const MessagePtr& msg) {
   if (node->message != msg) return false;
   EraseFrom(&root_, msg->topic, 0);
   --size_;
+  if (on_change_) on_change_(msg->topic, nullptr);
   return true;
 }
 

@@ -17,6 +17,7 @@
 #define MESHMQ_NODE_RETAINED_STORE_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -54,6 +55,12 @@ class RetainedStore {
 
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Called under the store's lock with every change, so that a copy elsewhere (the node's
+  // RocksDB store) sees changes to one topic in the order they happened here: the new message,
+  // or null for a deletion. Set once, before concurrent use.
+  using ChangeHook = std::function<void(const std::string& topic, const Message* message)>;
+  void SetChangeHook(ChangeHook hook) { on_change_ = std::move(hook); }
+
   // Number of tree nodes below the root, so tests can see that deletion prunes.
   size_t NodeCountForTesting() const ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -85,6 +92,7 @@ class RetainedStore {
   mutable absl::Mutex mu_;
   Node root_ ABSL_GUARDED_BY(mu_);
   size_t size_ ABSL_GUARDED_BY(mu_) = 0;
+  ChangeHook on_change_;
 };
 
 template <typename Fn>

@@ -3,10 +3,37 @@
 #include <algorithm>
 #include <utility>
 
+#include "node/persistence.h"
+#include "storage/store.h"
+
 namespace meshmq {
 
-Session::Session(std::string client_id, uint32_t expiry_interval)
-    : client_id_(std::move(client_id)), expiry_interval_(expiry_interval) {}
+Session::Session(std::string client_id, uint32_t expiry_interval, Persistence* persistence)
+    : client_id_(std::move(client_id)),
+      expiry_interval_(expiry_interval),
+      persistence_(persistence) {}
+
+void Session::JournalSessionLocked() {
+  if (!journaling()) return;
+  storage::Batch batch;
+  batch.PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
+                                                     subscriptions_));
+  persistence_->Submit(std::move(batch));
+}
+
+void Session::JournalForgetLocked(const QueuedMessage& queued) {
+  if (queued.seq == 0 || !journaling()) return;
+  storage::Batch batch;
+  batch.DeleteMessage(client_id_, queued.seq);
+  persistence_->Submit(std::move(batch));
+}
+
+bool Session::StopPersistence() {
+  absl::MutexLock lock(&mu_);
+  const bool was = journaling();
+  persistence_ = nullptr;
+  return was;
+}
 
 uint32_t Session::expiry_interval() const {
   absl::MutexLock lock(&mu_);
@@ -15,7 +42,17 @@ uint32_t Session::expiry_interval() const {
 
 void Session::set_expiry_interval(uint32_t seconds) {
   absl::MutexLock lock(&mu_);
+  if (seconds == expiry_interval_) return;
+  const bool was_journaling = journaling();
   expiry_interval_ = seconds;
+  if (journaling()) {
+    JournalSessionLocked();
+  } else if (was_journaling) {
+    // Now a session that ends with its connection: a crash must not bring it back.
+    storage::Batch batch;
+    batch.DeleteSession(client_id_);
+    persistence_->Submit(std::move(batch));
+  }
 }
 
 size_t Session::DropPendingQos0() {
@@ -39,6 +76,15 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
   if (!owner_ && queued.qos == 0) return std::nullopt;
+  // A persistent session's QoS 1/2 messages go to the store, in queue order (the seq), before
+  // anyone can take them out of the queue: the owner's delete can never overtake this put.
+  std::optional<storage::Batch> batch;
+  queued.seq = 0;
+  if (queued.qos > 0 && journaling()) {
+    queued.seq = ++last_seq_;
+    batch.emplace();
+    batch->PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
+  }
   if (queued.qos > 0 && limits.max_queued > 0) {
     size_t waiting = pending_size() - pending_qos0_;
     if (owner_) {
@@ -55,10 +101,12 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
                               [](const QueuedMessage& m) { return m.qos == 0; });
       }
       if (victim->qos == 0) --pending_qos0_;
+      if (victim->seq != 0 && batch) batch->DeleteMessage(client_id_, victim->seq);
       queue.erase(victim);
       counters->messages_dropped_queue_full.Increment();
     }
   }
+  if (batch) persistence_->Submit(std::move(*batch));
   if (queued.qos == 0) ++pending_qos0_;
   pending().push_back(std::move(queued));
   if (!owner_ || flush_scheduled_) return std::nullopt;
@@ -79,6 +127,8 @@ std::optional<SessionOwner> Session::Attach(SessionOwner owner,
   online_.store(true, std::memory_order_release);
   username_ = std::move(username);
   flush_scheduled_ = false;
+  disconnected_at_unix_ms_ = 0;
+  JournalSessionLocked();
   return previous;
 }
 
@@ -99,6 +149,9 @@ bool Session::Detach(const SessionOwner& owner) {
   flush_scheduled_ = false;
   // QoS 0 messages are not kept for an offline session (see Enqueue).
   DropPendingQos0();
+  // The expiry countdown starts now, also for a node that restarts before it ends.
+  disconnected_at_unix_ms_ = Persistence::UnixMillis();
+  JournalSessionLocked();
   return true;
 }
 
@@ -135,10 +188,16 @@ size_t Session::TakeSendable(const SessionOwner& owner, size_t max_inflight, int
   if (!pending_) return 0;
   std::deque<QueuedMessage>& queue = *pending_;
   size_t expired = 0;
+  std::optional<storage::Batch> batch;
+  auto journal = [&]() -> std::optional<storage::Batch>& {
+    if (!batch && journaling()) batch.emplace();
+    return batch;
+  };
   while (!queue.empty()) {
     QueuedMessage& front = queue.front();
     if (front.may_expire && front.message->expired(now_ms)) {
       if (front.qos == 0) --pending_qos0_;
+      if (front.seq != 0 && journal()) batch->DeleteMessage(client_id_, front.seq);
       queue.pop_front();
       ++expired;
       continue;
@@ -148,6 +207,13 @@ size_t Session::TakeSendable(const SessionOwner& owner, size_t max_inflight, int
       if (inflight_.size() >= max_inflight) break;  // window full: wait for an ack
       o.packet_id = NextPacketId();
       inflight_.push_back(Inflight{o.packet_id, front, false});
+      // The packet id is stored so that a restart resends with the same one and DUP=1
+      // (MQTT-4.4.0-1), which is what lets the client recognise a QoS 2 duplicate.
+      if (front.seq != 0 && journal()) {
+        storage::InflightRecord record;
+        record.set_packet_id(o.packet_id);
+        batch->PutInflight(client_id_, front.seq, record);
+      }
     } else {
       --pending_qos0_;
     }
@@ -156,13 +222,16 @@ size_t Session::TakeSendable(const SessionOwner& owner, size_t max_inflight, int
     out->push_back(std::move(o));
   }
   if (queue.empty()) pending_.reset();
+  if (batch && !batch->empty()) persistence_->Submit(std::move(*batch));
   return expired;
 }
 
 void Session::DropInflight(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
   auto it = FindInflight(packet_id);
-  if (it != inflight_.end()) inflight_.erase(it);
+  if (it == inflight_.end()) return;
+  JournalForgetLocked(it->queued);
+  inflight_.erase(it);
 }
 
 std::vector<QueuedMessage> Session::TakeSharedUnacknowledged() {
@@ -172,12 +241,14 @@ std::vector<QueuedMessage> Session::TakeSharedUnacknowledged() {
   // client and is not redelivered (its `message` is gone, see OnPubrec).
   std::erase_if(inflight_, [&](Inflight& f) {
     if (f.queued.shared_group() == nullptr || f.queued.message == nullptr) return false;
+    JournalForgetLocked(f.queued);
     taken.push_back(std::move(f.queued));
     return true;
   });
   if (pending_) {
     std::erase_if(*pending_, [&](QueuedMessage& m) {
       if (m.shared_group() == nullptr || m.qos == 0) return false;
+      JournalForgetLocked(m);
       taken.push_back(std::move(m));
       return true;
     });
@@ -212,6 +283,7 @@ bool Session::OnPuback(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
   auto it = FindInflight(packet_id);
   if (it == inflight_.end() || it->queued.qos != 1) return false;
+  JournalForgetLocked(it->queued);
   inflight_.erase(it);
   return true;
 }
@@ -222,10 +294,19 @@ bool Session::OnPubrec(uint16_t packet_id, bool failed) {
   if (it == inflight_.end() || it->queued.qos != 2) return false;
   if (it->awaiting_pubcomp) return true;  // a repeated PUBREC: PUBREL is sent again
   if (failed) {
+    JournalForgetLocked(it->queued);
     inflight_.erase(it);
     return true;
   }
   it->awaiting_pubcomp = true;
+  if (it->queued.seq != 0 && journaling()) {
+    storage::InflightRecord record;
+    record.set_packet_id(packet_id);
+    record.set_awaiting_pubcomp(true);
+    storage::Batch batch;
+    batch.PutInflight(client_id_, it->queued.seq, record);
+    persistence_->Submit(std::move(batch));
+  }
   // The message itself is no longer needed: only PUBREL is ever resent from here on.
   it->queued.message.reset();
   return true;
@@ -235,6 +316,7 @@ bool Session::OnPubcomp(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
   auto it = FindInflight(packet_id);
   if (it == inflight_.end() || !it->awaiting_pubcomp) return false;
+  JournalForgetLocked(it->queued);
   inflight_.erase(it);
   return true;
 }
@@ -242,12 +324,24 @@ bool Session::OnPubcomp(uint16_t packet_id) {
 bool Session::RememberInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
   if (!inbound_qos2_) inbound_qos2_ = std::make_unique<absl::flat_hash_set<uint16_t>>();
-  return inbound_qos2_->insert(packet_id).second;
+  if (!inbound_qos2_->insert(packet_id).second) return false;
+  if (journaling()) {
+    storage::Batch batch;
+    batch.PutInboundQos2(client_id_, packet_id);
+    persistence_->Submit(std::move(batch));
+  }
+  return true;
 }
 
 bool Session::ForgetInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
-  return inbound_qos2_ && inbound_qos2_->erase(packet_id) > 0;
+  if (!inbound_qos2_ || inbound_qos2_->erase(packet_id) == 0) return false;
+  if (journaling()) {
+    storage::Batch batch;
+    batch.DeleteInboundQos2(client_id_, packet_id);
+    persistence_->Submit(std::move(batch));
+  }
+  return true;
 }
 
 size_t Session::inbound_qos2_count() const {
@@ -268,6 +362,43 @@ size_t Session::queued_count() const {
 size_t Session::inflight_count() const {
   absl::MutexLock lock(&mu_);
   return inflight_.size();
+}
+
+void Session::Restore(const storage::LoadedSession& loaded) {
+  absl::MutexLock lock(&mu_);
+  expiry_interval_ = loaded.record.expiry_interval();
+  // A session whose node died while it was connected went offline at the restart.
+  disconnected_at_unix_ms_ = loaded.record.disconnected_at_unix_ms() != 0
+                                 ? loaded.record.disconnected_at_unix_ms()
+                                 : Persistence::UnixMillis();
+  for (const storage::SubscriptionRecord& s : loaded.record.subscriptions()) {
+    subscriptions_.emplace(s.filter(), Persistence::FromRecord(s));
+  }
+  std::optional<storage::Batch> unreadable;
+  for (const storage::LoadedSession::Message& m : loaded.messages) {
+    last_seq_ = std::max(last_seq_, m.seq);
+    QueuedMessage queued = Persistence::FromRecord(m.queued);
+    queued.seq = m.seq;
+    const bool awaiting_pubcomp = m.inflight && m.inflight->awaiting_pubcomp();
+    if ((queued.message == nullptr && !awaiting_pubcomp) || queued.qos == 0) {
+      if (!unreadable) unreadable.emplace();
+      unreadable->DeleteMessage(client_id_, m.seq);
+      continue;
+    }
+    if (m.inflight) {
+      const auto packet_id = static_cast<uint16_t>(m.inflight->packet_id());
+      if (awaiting_pubcomp) queued.message.reset();
+      inflight_.push_back(Inflight{packet_id, std::move(queued), awaiting_pubcomp});
+      last_packet_id_ = std::max(last_packet_id_, packet_id);
+    } else {
+      pending().push_back(std::move(queued));
+    }
+  }
+  for (uint16_t packet_id : loaded.inbound_qos2) {
+    if (!inbound_qos2_) inbound_qos2_ = std::make_unique<absl::flat_hash_set<uint16_t>>();
+    inbound_qos2_->insert(packet_id);
+  }
+  if (unreadable && persistence_ != nullptr) persistence_->Submit(std::move(*unreadable));
 }
 
 }  // namespace meshmq

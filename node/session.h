@@ -31,8 +31,12 @@
 
 namespace meshmq {
 
+class Persistence;
 class SharedGroup;
 class Worker;
+namespace storage {
+struct LoadedSession;
+}
 
 // Where a session's connection lives: the worker thread and the connection's id on it.
 struct SessionOwner {
@@ -64,6 +68,9 @@ struct QueuedMessage {
   // Null for most deliveries; immutable and shared by the copies of this QueuedMessage (queued,
   // in flight, resent).
   std::shared_ptr<const DeliveryExtras> extras;
+  // The message's number in a persistent session's stored queue (storage/schema.h); 0 when it
+  // is not stored (QoS 0, or the session is not persistent).
+  uint64_t seq = 0;
 
   const SharedGroup* shared_group() const { return extras ? extras->shared_group.get() : nullptr; }
 };
@@ -79,7 +86,9 @@ struct Outgoing {
 
 class Session {
  public:
-  Session(std::string client_id, uint32_t expiry_interval);
+  // `persistence`: where the session writes its state while it is persistent (expiry > 0); null
+  // for a node without a store.
+  Session(std::string client_id, uint32_t expiry_interval, Persistence* persistence = nullptr);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -173,6 +182,7 @@ class Session {
     if (it != subscriptions_.end()) {
       it->second = options;
       insert_into_index();
+      JournalSessionLocked();
       return AddResult::kReplaced;
     }
     if (max_subscriptions > 0 && subscriptions_.size() >= max_subscriptions) {
@@ -180,6 +190,7 @@ class Session {
     }
     subscriptions_.emplace(filter, options);
     insert_into_index();
+    JournalSessionLocked();
     return AddResult::kNew;
   }
   template <typename Fn>
@@ -187,6 +198,7 @@ class Session {
     absl::MutexLock lock(&mu_);
     if (subscriptions_.erase(filter) == 0) return false;
     erase_from_trie();
+    JournalSessionLocked();
     return true;
   }
   // Marks the session dead and calls fn(filter) for each subscription, under the lock, so no
@@ -205,6 +217,16 @@ class Session {
   }
   std::map<std::string, SubscriptionOptions> subscriptions() const;
 
+  // --- Persistence (see node/persistence.h) ------------------------------------------------
+  // Stops writing this session's state and returns true if it was writing it: the caller
+  // (SessionStore, under its lock) then deletes the session's records. Called when the session
+  // leaves the store (ended, expired or replaced).
+  bool StopPersistence();
+  // Fills a new, offline session with what was stored: subscriptions (the caller adds them to
+  // the routing index), queued and in-flight messages, inbound QoS 2 packet ids. Messages that
+  // cannot be read back are dropped from the store.
+  void Restore(const storage::LoadedSession& loaded);
+
   size_t queued_count() const;
   size_t inflight_count() const;
 
@@ -216,6 +238,14 @@ class Session {
   };
 
   uint16_t NextPacketId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True while this session's state goes to the store.
+  bool journaling() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return persistence_ != nullptr && expiry_interval_ > 0 && !discarded_;
+  }
+  // Writes the session's record (expiry, subscriptions, offline time) if journaling.
+  void JournalSessionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the stored copy of a message that leaves the session, if it has one.
+  void JournalForgetLocked(const QueuedMessage& queued) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<Inflight>::iterator FindInflight(uint16_t packet_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::deque<QueuedMessage>& pending() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -243,6 +273,9 @@ class Session {
   // Allocated on the first inbound QoS 2 message.
   std::unique_ptr<absl::flat_hash_set<uint16_t>> inbound_qos2_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, SubscriptionOptions> subscriptions_ ABSL_GUARDED_BY(mu_);
+  Persistence* persistence_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t disconnected_at_unix_ms_ ABSL_GUARDED_BY(mu_) = 0;  // 0 while online
 };
 
 }  // namespace meshmq

@@ -3,8 +3,37 @@
 #include <utility>
 
 #include "node/codec/packet.h"
+#include "node/persistence.h"
+#include "storage/store.h"
 
 namespace meshmq {
+
+void SessionStore::EndRecords(Session& session) {
+  if (!session.StopPersistence()) return;
+  storage::Batch batch;
+  batch.DeleteSession(session.client_id());
+  persistence_->Submit(std::move(batch));
+}
+
+std::shared_ptr<Session> SessionStore::Restore(const storage::LoadedSession& loaded,
+                                               int64_t now_ms) {
+  auto session = std::make_shared<Session>(loaded.client_id, 0, persistence_);
+  session->Restore(loaded);
+  const uint32_t interval = loaded.record.expiry_interval();
+  absl::MutexLock lock(&mu_);
+  sessions_[loaded.client_id] = session;
+  if (interval != codec::kSessionNeverExpires) {
+    // What is left of the countdown that started when the client went (or at this restart).
+    const int64_t offline_since = loaded.record.disconnected_at_unix_ms() != 0
+                                      ? loaded.record.disconnected_at_unix_ms()
+                                      : Persistence::UnixMillis();
+    const int64_t left = int64_t{1000} * interval - (Persistence::UnixMillis() - offline_since);
+    const int64_t deadline = now_ms + std::max<int64_t>(0, left);
+    deadlines_[loaded.client_id] = deadline;
+    by_deadline_.emplace(deadline, loaded.client_id);
+  }
+  return session;
+}
 
 SessionStore::AttachResult SessionStore::Attach(const std::string& client_id, bool clean_start,
                                                 uint32_t expiry_interval, SessionOwner owner,
@@ -20,15 +49,16 @@ SessionStore::AttachResult SessionStore::Attach(const std::string& client_id, bo
     if (clean_start || existing->expiry_interval() == 0) {
       // The old session ends here, whether its connection is still up or not.
       result.taken_over = existing->ReleaseOwner();
+      EndRecords(*existing);  // before the new session writes its own
       result.discarded = std::move(existing);
-      existing = std::make_shared<Session>(client_id, expiry_interval);
+      existing = std::make_shared<Session>(client_id, expiry_interval, persistence_);
     } else {
       result.session_present = true;
       existing->set_expiry_interval(expiry_interval);
     }
     result.session = existing;
   } else {
-    result.session = std::make_shared<Session>(client_id, expiry_interval);
+    result.session = std::make_shared<Session>(client_id, expiry_interval, persistence_);
     sessions_.emplace(client_id, result.session);
   }
   std::optional<SessionOwner> previous = result.session->Attach(owner, std::move(username));
@@ -45,6 +75,7 @@ std::shared_ptr<Session> SessionStore::Detach(const std::shared_ptr<Session>& se
   const uint32_t interval = session->expiry_interval();
   if (interval == 0) {
     sessions_.erase(it);
+    EndRecords(*session);
     return session;
   }
   if (interval != codec::kSessionNeverExpires) {
@@ -66,6 +97,7 @@ std::vector<std::shared_ptr<Session>> SessionStore::ExpireDue(int64_t now_ms) {
     deadlines_.erase(due);
     auto it = sessions_.find(client_id);
     if (it == sessions_.end() || it->second->online()) continue;
+    EndRecords(*it->second);
     ended.push_back(std::move(it->second));
     sessions_.erase(it);
   }

@@ -27,6 +27,14 @@ namespace meshmq {
 
 class SessionStore {
  public:
+  // Where persistent sessions write their state (node/persistence.h); null: nowhere. Set before
+  // the first Attach.
+  void SetPersistence(Persistence* persistence) { persistence_ = persistence; }
+  // Adds a session read back from the store at start, offline, with what is left of its expiry
+  // countdown (ends at once if it ran out while the node was down). The caller puts its
+  // subscriptions into the routing index.
+  std::shared_ptr<Session> Restore(const storage::LoadedSession& loaded, int64_t now_ms);
+
   struct AttachResult {
     std::shared_ptr<Session> session;
     bool session_present = false;
@@ -56,6 +64,11 @@ class SessionStore {
   size_t size() const;
 
  private:
+  // Stops `session` writing to the store and deletes its records. Under mu_, so that a new
+  // session with the same client id, created under mu_ too, writes only after this delete.
+  void EndRecords(Session& session) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Persistence* persistence_ = nullptr;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Session>> sessions_ ABSL_GUARDED_BY(mu_);
   // Offline sessions with a finite expiry: deadline by client id, and the same ordered by time.

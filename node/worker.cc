@@ -87,6 +87,25 @@ void Worker::SetWritable(Connection* connection, bool want_write) {
                EPOLLIN | EPOLLRDHUP | (want_write ? EPOLLOUT : 0));
 }
 
+void Worker::OnDurable(uint64_t durable) {
+  if (durable_waiters_.empty()) return;
+  const bool failed = !broker_->store_ok();
+  std::vector<uint64_t> waiting;
+  waiting.swap(durable_waiters_);
+  for (uint64_t id : waiting) {
+    Connection* connection = Find(id);
+    if (connection == nullptr || connection->closing()) continue;
+    if (failed) {
+      // Its messages may not be on disk: no ack. The client sends them again to whichever
+      // node it reaches next.
+      connection->Close("the node's store failed; acknowledgements withheld", false,
+                        codec::reason::kUnspecifiedError);
+      continue;
+    }
+    if (connection->ReleaseDurableOutput(durable)) durable_waiters_.push_back(id);
+  }
+}
+
 Connection* Worker::Find(uint64_t connection_id) {
   auto it = connections_.find(connection_id);
   return it == connections_.end() ? nullptr : it->second.get();

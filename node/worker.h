@@ -64,6 +64,10 @@ class Worker : public EventLoop::Handler {
   // The connection is destroyed at the end of the iteration, after its last output.
   void ScheduleClose(Connection* connection);
   void SetWritable(Connection* connection, bool want_write);
+  // `connection` holds acks that wait for a store ticket (Connection::SendDurableAck).
+  void AwaitDurable(uint64_t connection_id) { durable_waiters_.push_back(connection_id); }
+  // The store made everything up to `durable` durable (or failed): releases waiting acks.
+  void OnDurable(uint64_t durable);
 
   // EventLoop::Handler
   void OnIo(uint64_t token, uint32_t events) override;
@@ -83,6 +87,7 @@ class Worker : public EventLoop::Handler {
   std::vector<uint64_t> flush_requests_;
   std::vector<uint64_t> to_write_;
   std::vector<uint64_t> to_close_;
+  std::vector<uint64_t> durable_waiters_;
   absl::Time next_sys_publish_ = absl::InfinitePast();
 };
 

@@ -160,11 +160,13 @@ class Broker:
     flags are meshmqd's flag names without dashes, e.g. Broker(allow_anonymous=False,
     password_file=path, max_inflight=3, sys_interval="1s"). kind=None follows the suite's mode;
     kind="mosquitto" forces a Mosquitto broker (for file-compatibility checks).
+    data_dir: meshmqd's --data_dir (default: <its temp dir>/data, created here); pass another
+    broker's data_dir to run a second meshmqd on the same store.
     """
 
     _counter = 0
 
-    def __init__(self, kind=None, **flags):
+    def __init__(self, kind=None, data_dir=None, **flags):
         self.kind = kind or ("mosquitto" if IS_REFERENCE else "meshmqd")
         self.flags = dict(flags)
         if self.kind == "meshmqd":
@@ -173,9 +175,13 @@ class Broker:
         self.port = None
         self.returncode = None
         self.stderr = None
+        self.previous_logs = []  # stderr of the processes before each restart()
         Broker._counter += 1
         self.name = "it%d-%d" % (os.getpid(), Broker._counter)
         self.dir = tempfile.mkdtemp(prefix="meshmq-it-")
+        self._own_data_dir = data_dir is None
+        self.data_dir = os.path.join(self.dir, "data") if data_dir is None else data_dir
+        self.listen_port = 0  # meshmqd's --mqtt_listen port; restart() keeps the previous one
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -211,10 +217,10 @@ class Broker:
             time.sleep(0.01)
 
     def _meshmqd_argv(self):
-        data_dir = os.path.join(self.dir, "data")
-        os.makedirs(data_dir, exist_ok=True)
-        argv = [meshmqd_path(), "--mqtt_listen=%s:0" % HOST, "--data_dir=%s" % data_dir,
-                "--node_id=%s" % self.name]
+        if self._own_data_dir:
+            os.makedirs(self.data_dir, exist_ok=True)
+        argv = [meshmqd_path(), "--mqtt_listen=%s:%d" % (HOST, self.listen_port),
+                "--data_dir=%s" % self.data_dir, "--node_id=%s" % self.name]
         for key, value in self.flags.items():
             argv.append("--%s=%s" % (key, _flag_value(value)))
         return argv
@@ -260,6 +266,47 @@ class Broker:
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
         return [MOSQUITTO, "-c", conf]
+
+    def restart(self, kill=True, timeout=10.0):
+        """Stops meshmqd (SIGKILL, or SIGTERM and a graceful exit with kill=False) and starts
+        it again with the same flags, data dir and port, so clients reconnect where they were.
+        The old process's exit code is left in returncode (-9 after a kill), its log in
+        previous_logs."""
+        if self.kind != "meshmqd":
+            raise ValueError("restart() is for meshmqd (persistence); Mosquitto runs without")
+        if kill:
+            self.kill()
+        else:
+            self.terminate()
+        self.returncode = self.proc.returncode
+        self.stderr.join()
+        self.previous_logs.append(self.stderr.text())
+        self.listen_port = self.port
+        return self.start(timeout)
+
+    def start_expecting_failure(self, timeout=10.0):
+        """Runs meshmqd where it should refuse to start. Returns (exit code, stderr text) once it
+        exits, or (None, stderr text) if it reported its listener (or was still running at the
+        deadline) instead; it is then killed."""
+        argv = self._meshmqd_argv()
+        pattern = re.compile(r"listening on mqtt 127\.0\.0\.1:(\d+)")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, cwd=self.dir)
+        _live_processes.add(self.proc)
+        self.stderr = _LineCollector(self.proc.stderr)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                _live_processes.discard(self.proc)
+                self.stderr.join()
+                self.returncode = self.proc.returncode
+                return self.returncode, self.stderr.text()
+            if (any(pattern.search(line) for line in self.stderr.snapshot()) or
+                    time.monotonic() > deadline):
+                self.kill()
+                self.stderr.join()
+                return None, self.stderr.text()
+            time.sleep(0.01)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

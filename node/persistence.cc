@@ -1,0 +1,117 @@
+#include "node/persistence.h"
+
+#include <utility>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "node/codec/codec.h"
+#include "node/event_loop.h"
+#include "node/session.h"
+
+namespace meshmq {
+namespace {
+
+thread_local uint64_t t_ticket = 0;
+
+}  // namespace
+
+void Persistence::Submit(storage::Batch&& batch) {
+  const uint64_t ticket = store_->Submit(std::move(batch));
+  if (ticket > t_ticket) t_ticket = ticket;
+}
+
+uint64_t Persistence::ThreadTicket() { return t_ticket; }
+
+int64_t Persistence::UnixMillis() { return absl::ToUnixMillis(absl::Now()); }
+
+storage::StoredMessage Persistence::ToRecord(const Message& message) {
+  storage::StoredMessage record;
+  record.set_topic(message.topic);
+  record.set_payload(message.payload);
+  record.set_qos(message.qos);
+  record.set_retain(message.retain);
+  if (message.expires_at_ms != 0) {
+    record.set_expires_at_unix_ms(UnixMillis() + (message.expires_at_ms - MonotonicMillis()));
+  }
+  if (message.properties && !message.properties->empty()) {
+    codec::EncodePropertyBlock(*message.properties, record.mutable_properties());
+  }
+  return record;
+}
+
+MessagePtr Persistence::FromRecord(const storage::StoredMessage& record) {
+  auto message = std::make_shared<Message>();
+  message->topic = record.topic();
+  message->payload = record.payload();
+  message->qos = static_cast<uint8_t>(std::min<uint32_t>(record.qos(), 2));
+  message->retain = record.retain();
+  if (record.expires_at_unix_ms() != 0) {
+    // Already past: keep it expired (a non-zero deadline in the past) rather than never-expiring.
+    message->expires_at_ms =
+        std::max<int64_t>(1, MonotonicMillis() + (record.expires_at_unix_ms() - UnixMillis()));
+  }
+  if (!record.properties().empty()) {
+    codec::Properties properties;
+    if (!codec::DecodePublishPropertyBlock(record.properties(), &properties)) return nullptr;
+    if (!properties.empty()) {
+      message->properties = std::make_unique<const codec::Properties>(std::move(properties));
+    }
+  }
+  return message;
+}
+
+storage::QueuedRecord Persistence::ToRecord(const QueuedMessage& queued) {
+  storage::QueuedRecord record;
+  if (queued.message) *record.mutable_message() = ToRecord(*queued.message);
+  record.set_qos(queued.qos);
+  record.set_retain(queued.retain);
+  if (queued.extras) {
+    for (uint32_t id : queued.extras->subscription_ids) record.add_subscription_ids(id);
+  }
+  return record;
+}
+
+QueuedMessage Persistence::FromRecord(const storage::QueuedRecord& record) {
+  QueuedMessage queued;
+  if (record.has_message()) queued.message = FromRecord(record.message());
+  queued.qos = static_cast<uint8_t>(std::min<uint32_t>(record.qos(), 2));
+  queued.retain = record.retain();
+  queued.may_expire = queued.message && queued.message->expires_at_ms != 0;
+  if (record.subscription_ids_size() > 0) {
+    auto extras = std::make_shared<DeliveryExtras>();
+    extras->subscription_ids.assign(record.subscription_ids().begin(),
+                                    record.subscription_ids().end());
+    queued.extras = std::move(extras);
+  }
+  return queued;
+}
+
+storage::SessionRecord Persistence::ToRecord(
+    uint32_t expiry_interval, int64_t disconnected_at_unix_ms,
+    const std::map<std::string, SubscriptionOptions>& subscriptions) {
+  storage::SessionRecord record;
+  record.set_expiry_interval(expiry_interval);
+  record.set_disconnected_at_unix_ms(disconnected_at_unix_ms);
+  for (const auto& [filter, options] : subscriptions) {
+    storage::SubscriptionRecord* s = record.add_subscriptions();
+    s->set_filter(filter);
+    s->set_qos(options.qos);
+    s->set_no_local(options.no_local);
+    s->set_retain_as_published(options.retain_as_published);
+    s->set_retain_handling(options.retain_handling);
+    s->set_subscription_id(options.subscription_id);
+  }
+  return record;
+}
+
+SubscriptionOptions Persistence::FromRecord(const storage::SubscriptionRecord& record) {
+  SubscriptionOptions options;
+  options.qos = static_cast<uint8_t>(std::min<uint32_t>(record.qos(), 2));
+  options.no_local = record.no_local();
+  options.retain_as_published = record.retain_as_published();
+  options.retain_handling = static_cast<uint8_t>(std::min<uint32_t>(record.retain_handling(), 2));
+  options.subscription_id = record.subscription_id();
+  return options;
+}
+
+}  // namespace meshmq
