@@ -29,7 +29,11 @@ constexpr char kVersion[] = "meshmq 0.1.0";
 Broker::Broker(BrokerConfig config)
     : config_(std::move(config)), auth_(std::make_shared<const AuthConfig>()) {}
 
-Broker::~Broker() { Stop(); }
+Broker::~Broker() {
+  Stop();
+  // Before the workers go: the store's writer thread tells them about every group it writes.
+  store_.reset();
+}
 
 absl::StatusOr<std::shared_ptr<const AuthConfig>> Broker::LoadAuth() const {
   auto auth = std::make_shared<AuthConfig>();
@@ -104,6 +108,10 @@ void Broker::Stop() {
   acceptor_->Stop();
   for (auto& worker : workers_) worker->Stop();
   for (auto& worker : workers_) worker->Join();
+  // Writes what the workers handed over while closing (offline times, wills' effects), while
+  // the workers its callback posts to still exist. Nothing submits after this.
+  if (persistence_) persistence_->Close();
+  store_.reset();
 }
 
 bool Broker::store_ok() const { return store_ == nullptr || store_->status().ok(); }

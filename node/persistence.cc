@@ -16,6 +16,7 @@ thread_local uint64_t t_ticket = 0;
 }  // namespace
 
 void Persistence::Submit(storage::Batch&& batch) {
+  if (store_ == nullptr) return;
   const uint64_t ticket = store_->Submit(std::move(batch));
   if (ticket > t_ticket) t_ticket = ticket;
 }

@@ -34,6 +34,8 @@ class Persistence {
   explicit Persistence(storage::Store* store) : store_(store) {}
 
   storage::Store& store() { return *store_; }
+  // The store is going away (node shutdown): later Submits are dropped.
+  void Close() { store_ = nullptr; }
   // Hands `batch` to the store and remembers its ticket as the calling thread's latest.
   void Submit(storage::Batch&& batch);
   // The ticket of the calling thread's latest Submit (0: none yet). Monotonic per thread.

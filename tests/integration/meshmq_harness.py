@@ -337,13 +337,35 @@ class Broker:
         if self.proc is not None:
             _live_processes.discard(self.proc)
 
+    # What a sanitizer build (ASan, UBSan, TSan, LSan) prints when it finds something; a test
+    # run against such a meshmqd fails on it, including reports made while shutting down.
+    SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                         "WARNING: ThreadSanitizer")
+
+    def sanitizer_reports(self):
+        logs = list(getattr(self, "previous_logs", [])) + [self.stderr.text() if self.stderr else ""]
+        return [line for text in logs for line in text.splitlines()
+                if any(marker in line for marker in self.SANITIZER_REPORTS)]
+
     def stop(self):
-        """Idempotent cleanup: stop the process and delete its directory."""
+        """Idempotent cleanup: stop the process and delete its directory. Raises if meshmqd's
+        log holds a sanitizer report."""
         try:
             self.terminate()
         finally:
             self.kill()
+            reports = self.sanitizer_reports() if self.kind == "meshmqd" else []
+            if reports:
+                log = os.path.join(tempfile.gettempdir(), "meshmq-sanitizer-%d.log" % os.getpid())
+                with open(log, "a") as f:
+                    f.write("\n".join(logs for logs in getattr(self, "previous_logs", [])))
+                    f.write(self.stderr.text() if self.stderr else "")
             shutil.rmtree(self.dir, ignore_errors=True)
+            if reports:
+                self.stderr = None
+                self.previous_logs = []
+                raise AssertionError("meshmqd sanitizer report (full log in %s): %s" %
+                                     (log, reports[0]))
 
     def log_tail(self, lines=40):
         if self.stderr is None:

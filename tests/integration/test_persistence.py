@@ -437,6 +437,34 @@ class SessionPersistenceTest(PersistenceTestCase):
         self.assertEqual(sys.counter("sessions_restored"), 2,
                          "two persistent sessions existed (the clean one is not restored)")
 
+    def test_clean_start_over_stored_session_leaves_no_stale_state(self):
+        # The old session's records are deleted before the new session writes its own: after a
+        # kill, the client id has the new session (its subscription), not the old one's.
+        self.start_broker()
+        t = self.topic()
+        client_id = self.offline_subscriber(t + "/old", 1)
+        pub = self.raw_connected()
+        self.publish_acked(pub, t + "/old", b"queued-for-old", 1)
+        c = self.raw()
+        c.send(connect(client_id, clean=True))  # ends the stored session
+        self.expect_connack(c, client_id, 0)
+        c.send(disconnect())
+        c.expect_closed()
+        c = self.persistent(client_id, 0)  # a new persistent session, other subscription
+        c.send(subscribe(1, [(t + "/new", 1)]))
+        c.expect(suback(1, [1]))
+        c.send(disconnect())
+        c.expect_closed()
+        self.restart(kill=True)
+
+        c = self.persistent(client_id, 1)
+        pub = self.raw_connected()
+        self.publish_acked(pub, t + "/old", b"to-old-filter", 1)
+        self.publish_acked(pub, t + "/new", b"to-new-filter", 2)
+        got = self.collect(c, b"to-new-filter")
+        self.assertEqual([m["payload"] for m in got], [b"to-new-filter"],
+                         "only the new session's subscription, and none of the old one's queue")
+
     def test_graceful_restart_keeps_sessions_and_retained(self):
         self.start_broker()
         t = self.topic()
