@@ -324,9 +324,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& dir, Durab
 
 Store::~Store() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  submitted_.notify_one();
   if (writer_.joinable()) writer_.join();
   if (db_ == nullptr) return;
   for (rocksdb::ColumnFamilyHandle* handle : families_) {
@@ -439,34 +440,32 @@ absl::Status Store::LoadSessions(const std::function<void(LoadedSession&&)>& fn)
 // ---- Writing ----
 
 uint64_t Store::Submit(Batch&& batch) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   if (batch.empty()) return gathering_.empty() ? next_ticket_ - 1 : next_ticket_;
   gathering_.push_back(std::move(batch));
+  if (gathering_.size() == 1) submitted_.notify_one();  // the writer waits only when empty
   return next_ticket_;
 }
 
 uint64_t Store::last_ticket() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   return gathering_.empty() ? next_ticket_ - 1 : next_ticket_;
 }
 
 absl::Status Store::WaitDurable(uint64_t ticket) {
-  absl::MutexLock lock(&mu_);
-  auto done = [this, ticket]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return durable_ticket() >= ticket || !status_.ok();
-  };
-  mu_.Await(absl::Condition(&done));
+  std::unique_lock lock(mu_);
+  written_.wait(lock, [this, ticket] { return durable_ticket() >= ticket || !status_.ok(); });
   if (durable_ticket() >= ticket) return absl::OkStatus();
   return status_;
 }
 
 void Store::SetOnDurable(std::function<void(uint64_t durable)> fn) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   on_durable_ = std::move(fn);
 }
 
 absl::Status Store::status() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard lock(mu_);
   return status_;
 }
 
@@ -478,11 +477,8 @@ void Store::WriterLoop() {
     uint64_t ticket = 0;
     bool failed = false;
     {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !gathering_.empty() || stopping_;
-      };
-      mu_.Await(absl::Condition(&ready));
+      std::unique_lock lock(mu_);
+      submitted_.wait(lock, [this] { return !gathering_.empty() || stopping_; });
       if (gathering_.empty()) return;  // stopping, and everything submitted is written
       group.swap(gathering_);
       ticket = next_ticket_++;
@@ -514,7 +510,7 @@ void Store::WriterLoop() {
     }
     if (s.ok()) s = db_->Write(write_options, &write);
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard lock(mu_);
       if (s.ok()) {
         durable_ticket_.store(ticket, std::memory_order_release);
         groups_written_.fetch_add(1, std::memory_order_relaxed);
@@ -524,6 +520,7 @@ void Store::WriterLoop() {
             absl::StrCat("writing to data dir ", dir_, " failed: ", s.ToString()));
       }
     }
+    written_.notify_all();
     if (on_durable_) on_durable_(durable_ticket());
   }
 }

@@ -20,19 +20,19 @@
 #define MESHMQ_STORAGE_STORE_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "proto/storage.pb.h"
 
 namespace rocksdb {
@@ -132,11 +132,16 @@ class Store {
   // Indexed by the Family enum in store.cc; families meshmq does not know follow.
   std::vector<rocksdb::ColumnFamilyHandle*> families_;
 
-  mutable absl::Mutex mu_;
-  std::vector<Batch> gathering_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;  // the ticket of the group being gathered
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  // std::mutex and condition variables rather than absl::Mutex::Await: the writer sleeps on them,
+  // and ThreadSanitizer sees std's waits (it cannot see Debian's uninstrumented Abseil's).
+  // Guarded by mu_: gathering_, next_ticket_, stopping_, status_.
+  mutable std::mutex mu_;
+  std::condition_variable submitted_;  // gathering_ became non-empty, or stopping_
+  std::condition_variable written_;    // a group was written (or failed)
+  std::vector<Batch> gathering_;
+  uint64_t next_ticket_ = 1;  // the ticket of the group being gathered
+  bool stopping_ = false;
+  absl::Status status_;
   std::function<void(uint64_t)> on_durable_;
   std::atomic<uint64_t> durable_ticket_{0};
   std::atomic<uint64_t> groups_written_{0};
