@@ -24,6 +24,13 @@
 // packet from the broker decoded as level 5. A publisher honours the Receive Maximum of CONNACK.
 // The 3.1.1 path is unchanged: the level is only an argument to the codec.
 //
+// --persistent_subscribers makes every subscriber a persistent session: Clean Session 0 at 3.1.1,
+// Clean Start 0 with Session Expiry Interval --session_expiry at MQTT 5, each under its own client
+// id (unique per run: the prefix is a nonce), so a broker with persistence stores what it queues
+// for them. A CONNACK with Session Present set (a stale session) is an error in the RESULT line.
+// The sessions are left on the broker when the bench exits; run_persistence_bench.sh starts every
+// broker on an empty data directory.
+//
 // Every payload starts with a 16-byte header: CLOCK_MONOTONIC send time in ns (8 bytes), publisher
 // index (4), sequence number (4). The bench is one process, so latency is exact without clock sync,
 // and the subscriber can credit each delivery to its publisher's window and check ordering.
@@ -112,6 +119,11 @@ ABSL_FLAG(int, receive_maximum, 20,
           "MQTT 5: Receive Maximum sent in CONNECT, the broker's window of unacknowledged QoS 1 "
           "deliveries to this client (20 matches meshmqd's --max_inflight and Mosquitto's "
           "max_inflight_messages of run_bench.sh); 0 = leave it out (the spec's default 65535).");
+ABSL_FLAG(bool, persistent_subscribers, false,
+          "Subscribers connect as persistent sessions: Clean Session 0 (3.1.1), or Clean Start 0 "
+          "with Session Expiry Interval --session_expiry (MQTT 5). Publishers stay clean.");
+ABSL_FLAG(int, session_expiry, 3600,
+          "MQTT 5 with --persistent_subscribers: Session Expiry Interval (seconds) of subscribers.");
 ABSL_FLAG(std::string, label, "", "Free text copied into the RESULT line as label=...");
 
 namespace meshmq::bench {
@@ -197,6 +209,8 @@ struct Config {
   codec::ProtocolVersion version = codec::ProtocolVersion::kV311;
   int user_properties = 0;  // MQTT 5 only
   int receive_maximum = 0;  // MQTT 5 only; 0 = not sent
+  bool persistent_subscribers = false;
+  uint32_t session_expiry = 0;  // MQTT 5 persistent subscribers only
   size_t payload = 64;
   int publishers = 0;
   int subscribers = 0;
@@ -388,12 +402,15 @@ class Loop {
 
   void SendConnect(Conn* c) {
     codec::Connect connect;
-    connect.clean_session = true;
+    const bool persistent = cfg_.persistent_subscribers && c->role == Role::kSubscriber;
+    connect.clean_session = !persistent;
     connect.keep_alive = static_cast<uint16_t>(cfg_.keepalive);
     connect.client_id = c->client_id;
     connect.version = cfg_.version;
     if (v5() && cfg_.receive_maximum > 0)
       connect.properties.Mutable().receive_maximum = static_cast<uint16_t>(cfg_.receive_maximum);
+    if (v5() && persistent)
+      connect.properties.Mutable().session_expiry_interval = cfg_.session_expiry;
     codec::Encode(codec::Packet{std::move(connect)}, cfg_.version, &c->out);
     c->state = Conn::State::kWaitConnack;
     Flush(c);
@@ -523,6 +540,9 @@ class Loop {
         return false;
       }
       --in_handshake_;
+      // Every client id is new, so a broker that remembers a session for it is reusing state.
+      if (connack->session_present)
+        shared_->Error(absl::StrCat(c->client_id, ": CONNACK with Session Present (stale session)"));
       c->inflight_limit = static_cast<uint32_t>(cfg_.inflight);
       // MQTT-3.3.4-7: a v5 client never has more unacknowledged QoS 1 PUBLISHes than this.
       if (auto limit = connack->properties->receive_maximum; limit && *limit > 0)
@@ -985,13 +1005,14 @@ class Bench {
         us(histogram_.Quantile(0.99)), us(histogram_.max()), received, expected,
         complete ? " (complete)" : " (INCOMPLETE)");
     absl::PrintF(
-        "RESULT scenario=%s qos=%d mqtt_version=%d user_properties=%d payload=%d publishers=%d "
+        "RESULT scenario=%s qos=%d mqtt_version=%d user_properties=%d persistent=%d payload=%d "
+        "publishers=%d "
         "subscribers=%d msgs_per_sec=%.0f publish_per_sec=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f "
         "samples=%d sent=%d received=%d expected=%d complete=%d duplicates=%d gaps=%d "
         "stalls=%d failed=%d dropped=%d broker_cpu_pct=%.0f bench_cpu_pct=%.0f "
         "broker_rss_kb=%d ok=%d%s\n",
         cfg_.scenario_name, cfg_.qos, static_cast<int>(cfg_.version), cfg_.user_properties,
-        cfg_.payload, cfg_.publishers, cfg_.subscribers, msgs_per_sec, publish_per_sec,
+        cfg_.persistent_subscribers ? 1 : 0, cfg_.payload, cfg_.publishers, cfg_.subscribers, msgs_per_sec, publish_per_sec,
         us(histogram_.Quantile(0.5)), us(histogram_.Quantile(0.99)), us(histogram_.max()),
         histogram_.count(), sent, received, expected, complete ? 1 : 0, shared_.duplicates.load(),
         shared_.gaps.load(), shared_.stalls.load(), shared_.failed.load(), shared_.dropped.load(),
@@ -1068,6 +1089,13 @@ int Main(int argc, char** argv) {
   int mqtt_version = absl::GetFlag(FLAGS_mqtt_version);
   cfg.user_properties = absl::GetFlag(FLAGS_user_properties);
   cfg.receive_maximum = absl::GetFlag(FLAGS_receive_maximum);
+  cfg.persistent_subscribers = absl::GetFlag(FLAGS_persistent_subscribers);
+  int session_expiry = absl::GetFlag(FLAGS_session_expiry);
+  if (session_expiry < 0) {
+    absl::FPrintF(stderr, "bad flags: need session_expiry >= 0\n");
+    return 2;
+  }
+  cfg.session_expiry = static_cast<uint32_t>(session_expiry);
   if ((mqtt_version != 4 && mqtt_version != 5) || cfg.user_properties < 0 ||
       cfg.user_properties > 1000 || cfg.receive_maximum < 0 || cfg.receive_maximum > 65535 ||
       (mqtt_version == 4 && cfg.user_properties > 0)) {
