@@ -185,6 +185,13 @@ class Broker:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    def _spawn(self, argv):
+        """Starts the broker process, its stderr collected line by line."""
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, cwd=self.dir)
+        _live_processes.add(self.proc)
+        self.stderr = _LineCollector(self.proc.stderr)
+
     def start(self, timeout=10.0):
         if self.kind == "meshmqd":
             argv = self._meshmqd_argv()
@@ -192,10 +199,7 @@ class Broker:
         else:
             argv = self._mosquitto_argv()
             pattern = re.compile(r"mosquitto version \S+ running")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=self.dir)
-        _live_processes.add(self.proc)
-        self.stderr = _LineCollector(self.proc.stderr)
+        self._spawn(argv)
         deadline = time.monotonic() + timeout
         while True:
             for line in self.stderr.snapshot():
@@ -290,10 +294,7 @@ class Broker:
         deadline) instead; it is then killed."""
         argv = self._meshmqd_argv()
         pattern = re.compile(r"listening on mqtt 127\.0\.0\.1:(\d+)")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, cwd=self.dir)
-        _live_processes.add(self.proc)
-        self.stderr = _LineCollector(self.proc.stderr)
+        self._spawn(argv)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
