@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/connection.h"
+#include "node/persistence.h"
 #include "node/topic.h"
 #include "node/worker.h"
 
@@ -213,6 +214,9 @@ void Connection::HandleConnect(codec::Connect& connect) {
 
   codec::Connack connack = AcceptedConnack(connect, assigned_client_id);
   connack.session_present = attach.session_present;
+  // What CONNACK tells the client (a session kept or ended, Session Present) must survive a
+  // crash right after it: it leaves once the session's records are durable.
+  HoldOutputUntil(Persistence::ThreadTicket());
   Send(connack);
   for (const Outgoing& outgoing : session_->InflightForResend()) WriteOutgoing(outgoing);
   DeliverPending();

@@ -19,6 +19,7 @@
 #include "node/broker.h"
 #include "node/connection.h"
 #include "node/event_loop.h"
+#include "node/persistence.h"
 #include "node/subscription.h"
 #include "node/topic.h"
 #include "node/worker.h"
@@ -83,6 +84,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
          (options.retain_handling == 1 && added == Session::AddResult::kNew));
     if (send_retained) retained_for.push_back(Granted{&topic.filter, options});
   }
+  HoldOutputUntil(Persistence::ThreadTicket());  // a granted subscription survives a crash
   Send(suback);
 
   std::vector<MessagePtr> retained;
@@ -125,6 +127,7 @@ void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
                                         ? codec::reason::kSuccess
                                         : codec::reason::kNoSubscriptionExisted);
   }
+  HoldOutputUntil(Persistence::ThreadTicket());  // so does a removed one
   Send(unsuback);
 }
 
