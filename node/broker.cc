@@ -71,6 +71,7 @@ absl::Status Broker::Start() {
       config_.durability_fsync ? storage::Durability::kFsync : storage::Durability::kProcess);
   if (!store.ok()) return store.status();
   store_ = std::move(*store);
+  store_->SetMinFreeBytes(config_.store_min_free_bytes);
   persistence_ = std::make_unique<Persistence>(store_.get());
   if (absl::Status status = ReloadAuth(); !status.ok()) return status;
 
@@ -88,7 +89,17 @@ absl::Status Broker::Start() {
   }
   // Each written group releases the acks waiting for it, on the workers that hold them.
   store_->SetOnDurable([this](uint64_t durable) {
-    counters_.store_write_groups.Increment();
+    if (absl::Status status = store_->status(); !status.ok()) {
+      // Every group after a failed write is refused too: nothing more becomes durable, and
+      // connections waiting on the store are closed without their acks (Worker::OnDurable).
+      if (counters_.store_errors.value() == 0) {
+        std::fprintf(stderr, "meshmqd: store failed, acknowledgements withheld: %s\n",
+                     std::string(status.message()).c_str());
+      }
+      counters_.store_errors.Increment();
+    } else {
+      counters_.store_write_groups.Increment();
+    }
     for (auto& worker : workers_) {
       Worker* w = worker.get();
       w->Post([w, durable] { w->OnDurable(durable); });

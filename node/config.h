@@ -15,6 +15,9 @@ struct BrokerConfig {
   // How durable an acknowledged message is (--durability): false: in RocksDB's WAL, which
   // survives the process dying; true: the WAL synced to disk first, which survives power loss.
   bool durability_fsync = false;
+  // The store stops writing (and acks stop) below this much free space in --data_dir's file
+  // system, so RocksDB never meets a full disk.
+  uint64_t store_min_free_bytes = uint64_t{64} << 20;
   // Expiry of 3.1.1 persistent sessions (Clean Session 0), in seconds; MQTT 5 clients give their
   // own. codec::kSessionNeverExpires: never.
   uint32_t session_expiry = 2 * 3600;

@@ -231,8 +231,8 @@ void Connection::SendAck(codec::PacketType type, uint16_t packet_id, uint8_t rea
 }
 
 void Connection::SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
-                                std::string_view why) {
-  HoldOutputUntil(Persistence::ThreadTicket());
+                                std::string_view why, uint64_t ticket_before) {
+  HoldOutputIfStoredSince(ticket_before, out_.size());
   SendAck(type, packet_id, reason_code, why);
 }
 

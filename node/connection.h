@@ -90,10 +90,11 @@ class Connection {
   void WriteOutgoing(const Outgoing& outgoing);
   // Sends an acknowledgement, with a Reason String for failures if the client wants them.
   // PUBACK or PUBREC for a message the client published: held until what handling it wrote to
-  // the store (this thread's latest ticket) is durable. Output stays in order, so acks keep the
-  // order of their PUBLISH packets (MQTT-4.6.0-2, -3).
+  // the store (this thread's latest ticket) is durable, if handling it wrote anything (this
+  // thread's ticket moved since `ticket_before`). Output stays in order, so acks keep the order
+  // of their PUBLISH packets (MQTT-4.6.0-2, -3).
   void SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
-                      std::string_view why);
+                      std::string_view why, uint64_t ticket_before);
   // Output appended from now on waits until the store made `ticket` durable, if it has not yet.
   void HoldOutputUntil(uint64_t ticket);
   // Holds what follows if this thread submitted anything to the store since `ticket_before`

@@ -106,6 +106,7 @@ codec::Connack Connection::AcceptedConnack(const codec::Connect& connect, bool a
 }
 
 void Connection::HandleConnect(codec::Connect& connect) {
+  const uint64_t ticket_before = Persistence::ThreadTicket();
   version_ = connect.version;
   const BrokerConfig& config = broker_->config();
   if (over_quota_) {
@@ -216,7 +217,7 @@ void Connection::HandleConnect(codec::Connect& connect) {
   connack.session_present = attach.session_present;
   // What CONNACK tells the client (a session kept or ended, Session Present) must survive a
   // crash right after it: it leaves once the session's records are durable.
-  HoldOutputUntil(Persistence::ThreadTicket());
+  HoldOutputIfStoredSince(ticket_before, out_.size());
   Send(connack);
   for (const Outgoing& outgoing : session_->InflightForResend()) WriteOutgoing(outgoing);
   DeliverPending();

@@ -80,6 +80,7 @@ bool Connection::AcceptV5Publish(const codec::Publish& publish) {
 
 void Connection::HandlePublish(codec::Publish& publish) {
   const BrokerConfig& config = broker_->config();
+  const uint64_t ticket_before = Persistence::ThreadTicket();
   if (v5_) {
     if (publish.properties->topic_alias && !ResolveTopicAlias(publish)) return;
     if (!AcceptV5Publish(publish)) return;
@@ -150,9 +151,9 @@ void Connection::HandlePublish(codec::Publish& publish) {
     if (delivered == 0) reason_code = codec::reason::kNoMatchingSubscribers;
   }
   if (publish.qos == 1) {
-    SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why);
+    SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why, ticket_before);
   } else if (publish.qos == 2) {
-    SendDurableAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why);
+    SendDurableAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why, ticket_before);
   }
 }
 

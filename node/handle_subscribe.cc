@@ -27,6 +27,7 @@
 namespace meshmq {
 
 void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
+  const uint64_t ticket_before = Persistence::ThreadTicket();
   const BrokerConfig& config = broker_->config();
   std::shared_ptr<const AuthConfig> auth = broker_->auth();
   const uint32_t subscription_id = subscribe.properties->subscription_identifiers.empty()
@@ -84,7 +85,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
          (options.retain_handling == 1 && added == Session::AddResult::kNew));
     if (send_retained) retained_for.push_back(Granted{&topic.filter, options});
   }
-  HoldOutputUntil(Persistence::ThreadTicket());  // a granted subscription survives a crash
+  HoldOutputIfStoredSince(ticket_before, out_.size());  // a granted subscription survives a crash
   Send(suback);
 
   std::vector<MessagePtr> retained;
@@ -113,6 +114,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
 }
 
 void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
+  const uint64_t ticket_before = Persistence::ThreadTicket();
   codec::Unsuback unsuback;
   unsuback.packet_id = unsubscribe.packet_id;
   for (const std::string& filter : unsubscribe.filters) {
@@ -127,7 +129,7 @@ void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
                                         ? codec::reason::kSuccess
                                         : codec::reason::kNoSubscriptionExisted);
   }
-  HoldOutputUntil(Persistence::ThreadTicket());  // so does a removed one
+  HoldOutputIfStoredSince(ticket_before, out_.size());  // so does a removed one
   Send(unsuback);
 }
 

@@ -36,6 +36,10 @@ ABSL_FLAG(std::string, durability, "process",
           "When PUBACK/PUBREC may be sent for a message: 'process' (once in RocksDB's write-ahead "
           "log: survives the process dying) or 'fsync' (once the log is synced: survives power "
           "loss). Either way many acks share one write");
+ABSL_FLAG(uint64_t, store_min_free_bytes, uint64_t{64} << 20,
+          "Free space the store keeps in --data_dir's file system: below it nothing more is "
+          "written, connections waiting for their acks are closed without them (counted as "
+          "store_errors) and the node needs a restart once space is freed");
 ABSL_FLAG(absl::Duration, session_expiry, absl::Hours(2),
           "How long a 3.1.1 persistent session (Clean Session 0) is kept while its client is "
           "offline ('inf': forever). MQTT 5 clients set their own Session Expiry Interval");
@@ -89,6 +93,7 @@ meshmq::BrokerConfig ConfigFromFlags() {
   config.mqtt_listen = absl::GetFlag(FLAGS_mqtt_listen);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.durability_fsync = absl::GetFlag(FLAGS_durability) == "fsync";
+  config.store_min_free_bytes = absl::GetFlag(FLAGS_store_min_free_bytes);
   const absl::Duration session_expiry = absl::GetFlag(FLAGS_session_expiry);
   config.session_expiry =
       session_expiry == absl::InfiniteDuration() ||

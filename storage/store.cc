@@ -1,5 +1,7 @@
 #include "storage/store.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <array>
 #include <filesystem>
@@ -486,11 +488,24 @@ void Store::WriterLoop() {
     }
     // After a failed write nothing more is written: a later group must not become durable
     // while an earlier one is lost.
-    if (failed) continue;
+    if (failed) {
+      // Still tell the waiters, so they can see status() and give up rather than hang.
+      if (on_durable_) on_durable_(durable_ticket());
+      continue;
+    }
 
     rocksdb::WriteBatch write;
     rocksdb::Status s;
+    if (min_free_bytes_ > 0) {
+      struct statvfs fs {};
+      if (statvfs(dir_.c_str(), &fs) == 0 &&
+          static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize < min_free_bytes_) {
+        s = rocksdb::Status::NoSpace(absl::StrCat("less than ", min_free_bytes_,
+                                                  " bytes free (--store_min_free_bytes)"));
+      }
+    }
     for (const Batch& batch : group) {
+      if (!s.ok()) break;
       for (const Batch::Op& op : batch.ops_) {
         rocksdb::ColumnFamilyHandle* family = families_[op.family];
         switch (op.kind) {

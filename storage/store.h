@@ -117,6 +117,11 @@ class Store {
   // Called on the writer thread after each group is durable (or a write failed), with
   // durable_ticket(). Set once, before the first Submit.
   void SetOnDurable(std::function<void(uint64_t durable)> fn);
+  // A group is not written when the data dir's file system has less than this many bytes free
+  // (room RocksDB needs for its log and for flushing memtables): the store fails as for a write
+  // error instead. RocksDB itself must never meet a full disk: Debian's build aborts the
+  // process on the write after one that failed with ENOSPC. Set before the first Submit.
+  void SetMinFreeBytes(uint64_t bytes) { min_free_bytes_ = bytes; }
   absl::Status status() const;
 
   uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
@@ -144,6 +149,7 @@ class Store {
   absl::Status status_;
   std::function<void(uint64_t)> on_durable_;
   std::atomic<uint64_t> durable_ticket_{0};
+  uint64_t min_free_bytes_ = 0;
   std::atomic<uint64_t> groups_written_{0};
   std::atomic<uint64_t> batches_written_{0};
   std::thread writer_;

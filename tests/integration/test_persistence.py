@@ -13,7 +13,9 @@ dir and port with Broker.restart(). Waiting for an interval to pass polls the mo
 import glob
 import os
 import shutil
+import socket
 import struct
+import subprocess
 import tempfile
 import time
 import unittest
@@ -662,3 +664,61 @@ class DataDirRefusalTest(PersistenceTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@meshmq_only(KILL_REASON)
+class FullDiskTest(unittest.TestCase):
+    """A data dir whose file system runs out of room: the store stops before RocksDB meets the
+    full disk (Debian's RocksDB aborts the process on the write after an ENOSPC), acks that
+    would promise durability are withheld, the node keeps serving everything else."""
+
+    def test_full_data_dir_withholds_acks_and_keeps_serving(self):
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            self.skipTest("needs root and unshare(1) to mount a small tmpfs in its own namespace")
+        from meshmq_harness import free_port, meshmqd_path
+        work = tempfile.mkdtemp(prefix="meshmq-full-")
+        self.addCleanup(shutil.rmtree, work, True)
+        port = free_port()
+        # A private mount namespace: the tmpfs exists only for this meshmqd and goes with it.
+        script = ('mount -t tmpfs -o size=80m tmpfs "$1" && exec "$2" --mqtt_listen=127.0.0.1:"$3" '
+                  '--data_dir="$1"/data --sys_interval=1s --store_min_free_bytes=16777216')
+        proc = subprocess.Popen(["unshare", "--mount", "sh", "-c", script, "sh", work,
+                                 meshmqd_path(), str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (proc.kill(), proc.wait(), proc.stderr.close()))
+        wait_for(lambda: _listening(port), message="meshmqd did not start on the tmpfs")
+
+        def pub(topic, payload, qos=1):
+            return subprocess.run(["mosquitto_pub", "-p", str(port), "-q", str(qos), "-t", topic,
+                                   "-s"], input=payload, timeout=TIMEOUT,
+                                  capture_output=True).returncode
+
+        subprocess.run(["mosquitto_sub", "-p", str(port), "-i", "full-sub", "-c", "-q", "1",
+                        "-t", "big", "-W", "1"], capture_output=True, timeout=TIMEOUT)
+        big = b"x" * (1 << 20)
+        withheld = False
+        for _ in range(80):  # 80 MiB of messages for a persistent session on an 80 MiB tmpfs
+            try:
+                if pub("big", big) != 0:
+                    withheld = True
+                    break
+            except subprocess.TimeoutExpired:
+                withheld = True
+                break
+        self.assertTrue(withheld, "every message was acknowledged on a full disk")
+        self.assertIsNone(proc.poll(), "meshmqd died on the full disk")
+        self.assertEqual(pub("other/topic", b"no store needed"), 0,
+                         "a publish that writes nothing was not served")
+        proc.kill()
+        proc.wait()
+        err = proc.stderr.read()
+        self.assertIn("store failed", err)
+        self.assertNotIn("Assertion", err)
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
