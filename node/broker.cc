@@ -88,8 +88,10 @@ absl::Status Broker::Start() {
     workers.push_back(workers_.back().get());
   }
   // Each written group releases the acks waiting for it, on the workers that hold them.
-  store_->SetOnDurable([this](uint64_t durable) {
-    if (absl::Status status = store_->status(); !status.ok()) {
+  // The raw pointer, not store_: unique_ptr::reset() clears store_ before the destructor's last
+  // group calls back here.
+  store_->SetOnDurable([this, store = store_.get()](uint64_t durable) {
+    if (absl::Status status = store->status(); !status.ok()) {
       // Every group after a failed write is refused too: nothing more becomes durable, and
       // connections waiting on the store are closed without their acks (Worker::OnDurable).
       if (counters_.store_errors.value() == 0) {
