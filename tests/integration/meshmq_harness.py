@@ -1099,11 +1099,13 @@ class RawClient:
             return
         raise AssertionError("unexpected packet %s" % got.hex(" "))
 
-    def collect_publishes(self, until_payload, timeout=None, v5=False):
+    def collect_publishes(self, until_payload, timeout=None, v5=False, got=None):
         """Reads PUBLISHes in arrival order, completing every QoS 1/2 flow, until one carries
         until_payload and all QoS 2 flows are complete. Returns the parsed PUBLISHes (dicts
-        from parse_publish, or parse_v5 with v5=True) in arrival order."""
-        got, open_qos2, done = [], set(), False
+        from parse_publish, or parse_v5 with v5=True) in arrival order, appended to `got` if
+        given (so a caller still has them when this raises)."""
+        got = [] if got is None else got
+        open_qos2, done = set(), False
         while not done or open_qos2:
             pkt = self.read_packet(timeout)
             if pkt[0] & 0xF0 == 0x60:  # PUBREL for a QoS 2 message we PUBREC'd

@@ -21,9 +21,9 @@ import time
 import unittest
 
 from meshmq_harness import (TIMEOUT, Broker, BrokerTestCase, ConnectionClosed, P, SysWatcher,
-                            connack, connect, disconnect, disconnect_v5, meshmq_only, parse_publish,
-                            parse_v5, puback, puback_v5, pubcomp, publish, publish_v5, pubrec,
-                            pubrel, subscribe, suback, subscribe_v5, unique_id, wait_for)
+                            connack, connect, disconnect, disconnect_v5, meshmq_only, puback,
+                            puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel, subscribe,
+                            suback, subscribe_v5, unique_id, wait_for)
 
 KILL_REASON = "kills meshmqd with SIGKILL and restarts it on the same --data_dir"
 
@@ -135,26 +135,9 @@ class PersistenceTestCase(BrokerTestCase):
     def collect(self, c, until_payload, v5=False, timeout=TIMEOUT):
         """RawClient.collect_publishes (acks QoS 1, completes QoS 2) that fails, rather than
         errors, when until_payload does not come, saying what did."""
-        got, open_qos2, done = [], set(), False
+        got = []
         try:
-            while not done or open_qos2:
-                pkt = c.read_packet(timeout)
-                if pkt[0] & 0xF0 == 0x60:
-                    mid = struct.unpack("!H", pkt[2:4])[0]
-                    self.assertIn(mid, open_qos2, "unexpected PUBREL %s" % pkt.hex(" "))
-                    open_qos2.discard(mid)
-                    c.send(pubcomp(mid))
-                    continue
-                msg = parse_v5(pkt) if v5 else parse_publish(pkt)
-                self.assertEqual(msg.get("type", "PUBLISH"), "PUBLISH", pkt.hex(" "))
-                got.append(msg)
-                if msg["qos"] == 1:
-                    c.send(puback(msg["mid"]))
-                elif msg["qos"] == 2:
-                    open_qos2.add(msg["mid"])
-                    c.send(pubrec(msg["mid"]))
-                if msg["payload"] == until_payload:
-                    done = True
+            c.collect_publishes(until_payload, timeout=timeout, v5=v5, got=got)
         except (ConnectionClosed, TimeoutError) as e:
             self.fail("no %r (with QoS 2 flows complete) after %d messages, the last %r: %s" % (
                 until_payload, len(got), [m["payload"] for m in got[-5:]], e))
