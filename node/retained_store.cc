@@ -12,20 +12,23 @@
 
 namespace meshmq {
 
-bool RetainedStore::Set(MessagePtr msg) {
-  if (msg == nullptr || !IsValidTopicName(msg->topic)) return false;
+bool RetainedStore::Apply(std::string_view topic, MessagePtr msg,
+                          const RetainedVersion& version) {
+  if (!IsValidTopicName(topic)) return false;
+  if (msg != nullptr && msg->payload.empty()) msg = nullptr;  // MQTT-3.3.1-10, MQTT-3.3.1-11
+  const bool versioned = version.hlc != 0;
   absl::MutexLock lock(&mu_);
-  if (msg->payload.empty()) {  // MQTT-3.3.1-10, MQTT-3.3.1-11
-    if (!EraseFrom(&root_, msg->topic, 0)) return false;
+  if (msg == nullptr && !versioned) {
+    if (!EraseFrom(&root_, topic, 0)) return false;
     --size_;
-    if (on_change_) on_change_(msg->topic, nullptr);
+    if (on_change_) on_change_(std::string(topic), nullptr, version);
     return true;
   }
   Node* node = &root_;
   size_t begin = 0;
   while (begin != std::string_view::npos) {
     size_t next;
-    const std::string_view level = NextTopicLevel(msg->topic, begin, &next);
+    const std::string_view level = NextTopicLevel(topic, begin, &next);
     auto it = node->children.find(level);
     if (it == node->children.end()) {
       it = node->children.emplace(std::string(level), std::make_unique<Node>()).first;
@@ -33,10 +36,23 @@ bool RetainedStore::Set(MessagePtr msg) {
     node = it->second.get();
     begin = next;
   }
-  if (node->message == nullptr) ++size_;
-  if (on_change_) on_change_(msg->topic, msg.get());
+  // Last writer wins; an unversioned write (a node on its own) always does.
+  if (versioned && node->version.hlc != 0 && !(node->version < version)) return false;
+  const bool had_message = node->message != nullptr;
+  const bool was_tombstone = !had_message && node->version.hlc != 0;
+  if (msg != nullptr && !had_message) ++size_;
+  if (msg == nullptr && had_message) --size_;
+  if (msg == nullptr && !was_tombstone) ++tombstones_;
+  if (msg != nullptr && was_tombstone) --tombstones_;
+  if (on_change_) on_change_(std::string(topic), msg.get(), version);
   node->message = std::move(msg);
+  node->version = version;
   return true;
+}
+
+size_t RetainedStore::tombstones() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return tombstones_;
 }
 
 bool RetainedStore::Remove(const MessagePtr& msg) {
@@ -54,7 +70,7 @@ bool RetainedStore::Remove(const MessagePtr& msg) {
   if (node->message != msg) return false;
   EraseFrom(&root_, msg->topic, 0);
   --size_;
-  if (on_change_) on_change_(msg->topic, nullptr);
+  if (on_change_) on_change_(msg->topic, nullptr, RetainedVersion{});
   return true;
 }
 
@@ -68,12 +84,13 @@ bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) 
   if (next == std::string_view::npos) {
     erased = child->message != nullptr;
     child->message = nullptr;
+    child->version = RetainedVersion{};
   } else {
     erased = EraseFrom(child, topic, next);
   }
   // Prune so that a stream of one-off topics (per-device status, say) deleted again leaves
   // nothing behind.
-  if (child->message == nullptr && child->children.empty()) node->children.erase(it);
+  if (!child->holds_value() && child->children.empty()) node->children.erase(it);
   return erased;
 }
 
