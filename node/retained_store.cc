@@ -82,9 +82,12 @@ bool RetainedStore::EraseFrom(Node* node, std::string_view topic, size_t begin) 
   Node* child = it->second.get();
   bool erased;
   if (next == std::string_view::npos) {
+    // A tombstone stays: only a newer versioned change replaces it.
     erased = child->message != nullptr;
-    child->message = nullptr;
-    child->version = RetainedVersion{};
+    if (erased) {
+      child->message = nullptr;
+      child->version = RetainedVersion{};
+    }
   } else {
     erased = EraseFrom(child, topic, next);
   }
