@@ -102,6 +102,7 @@ absl::Status Broker::Start() {
     } else {
       counters_.store_write_groups.Increment();
     }
+    if (cluster_ != nullptr) cluster_->OnDurable(durable);
     for (auto& worker : workers_) {
       Worker* w = worker.get();
       w->Post([w, durable] { w->OnDurable(durable); });
@@ -121,6 +122,7 @@ void Broker::Stop() {
   acceptor_->Stop();
   for (auto& worker : workers_) worker->Stop();
   for (auto& worker : workers_) worker->Join();
+  if (cluster_ != nullptr) cluster_->Shutdown();
   // Writes what the workers handed over while closing (offline times, wills' effects), while
   // the workers its callback posts to still exist. Nothing submits after this.
   if (persistence_) persistence_->Close();
@@ -134,12 +136,18 @@ absl::Status Broker::Restore() {
   const int64_t now_ms = MonotonicMillis();
   storage::Batch expired;
   absl::Status status = store_->LoadRetained([&](storage::StoredMessage&& record) {
+    const RetainedVersion version{record.hlc(), record.origin()};
+    if (record.deleted()) {  // a cluster's tombstone (node/retained_store.h)
+      retained_.Apply(record.topic(), nullptr, version);
+      return;
+    }
     MessagePtr message = Persistence::FromRecord(record);
     if (message == nullptr || message->expired(now_ms)) {
       expired.DeleteRetained(record.topic());
       return;
     }
-    retained_.Set(std::move(message));
+    clock_.Observe(version.hlc);
+    retained_.Apply(record.topic(), std::move(message), version);
     counters_.retained_restored.Increment();
   });
   if (!status.ok()) return status;
@@ -154,14 +162,28 @@ absl::Status Broker::Restore() {
   });
   if (!status.ok()) return status;
   // From here on every change to a retained topic is written, in the order it happened.
-  retained_.SetChangeHook([this](const std::string& topic, const Message* message) {
+  retained_.SetChangeHook([this](const std::string& topic, const Message* message,
+                                 const RetainedVersion& version) {
     storage::Batch batch;
-    if (message != nullptr) {
-      batch.PutRetained(topic, Persistence::ToRecord(*message));
+    if (message != nullptr || version.hlc != 0) {
+      storage::StoredMessage record;
+      if (message != nullptr) {
+        record = Persistence::ToRecord(*message);
+      } else {
+        record.set_topic(topic);
+        record.set_deleted(true);
+      }
+      record.set_hlc(version.hlc);
+      record.set_origin(version.origin);
+      batch.PutRetained(topic, record);
     } else {
       batch.DeleteRetained(topic);
     }
     persistence_->Submit(std::move(batch));
+    // Peers learn this node's own writes; what it applied from a peer came from there.
+    if (cluster_ != nullptr && version.hlc != 0 && version.origin == config_.node_id) {
+      cluster_->RetainedChanged(topic, message, version);
+    }
   });
   return absl::OkStatus();
 }
@@ -237,11 +259,9 @@ void Broker::Deliver(Session& session, QueuedMessage queued) {
   if (wake) wake->worker->RequestFlush(wake->connection_id);
 }
 
-size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
-  if (message->retain) retained_.Set(message);
-  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+size_t Broker::DeliverOrdinary(const MessagePtr& message, const Session* origin,
+                               const AuthConfig* auth) {
   size_t delivered = 0;
-
   // Collect under the trie's reader lock, deliver after releasing it.
   thread_local std::vector<SubscriberRef> matches;
   matches.clear();
@@ -260,30 +280,127 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin) {
     const bool wanted =
         MergeMatches(message, origin, &matches[i], matches.data() + j, nullptr, &queued);
     i = j;
-    if (!wanted || !ReadAllowed(auth.get(), session, message->topic)) continue;
+    if (!wanted || !ReadAllowed(auth, session, message->topic)) continue;
     queued.message = message;
     Deliver(session, std::move(queued));
     ++delivered;
   }
   matches.clear();
+  return delivered;
+}
 
+bool Broker::DeliverShared(const MessagePtr& message, std::shared_ptr<SharedGroup> group,
+                           const AuthConfig* auth) {
+  std::optional<SharedGroup::Member> member = group->Pick();
+  if (!member || !ReadAllowed(auth, *member->session, message->topic)) return false;
+  QueuedMessage queued;
+  MergeMatches(message, nullptr, &*member, &*member + 1, std::move(group), &queued);
+  queued.message = message;
+  Deliver(*member->session, std::move(queued));
+  return true;
+}
+
+size_t Broker::Publish(const MessagePtr& message, const Session* origin,
+                       std::function<void(bool)> on_peers_accepted, bool* awaiting_peers) {
+  // $SYS topics describe this node: they stay here, neither replicated nor forwarded.
+  ClusterHooks* cluster = IsSysTopic(message->topic) ? nullptr : cluster_;
+  if (message->retain) {
+    retained_.Apply(message->topic, message,
+                    cluster != nullptr ? RetainedVersion{clock_.Now(), config_.node_id}
+                                       : RetainedVersion{});
+  }
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+  size_t delivered = DeliverOrdinary(message, origin, auth.get());
+
+  thread_local std::vector<std::shared_ptr<SharedGroup>> groups;
+  thread_local std::vector<char> deliver_here;
+  groups.clear();
   if (shared_memberships_.load(std::memory_order_relaxed) > 0) {
-    thread_local std::vector<std::shared_ptr<SharedGroup>> groups;
-    groups.clear();
     shared_.Match(message->topic,
                   [](const std::shared_ptr<SharedGroup>& group) { groups.push_back(group); });
-    for (std::shared_ptr<SharedGroup>& group : groups) {
-      std::optional<SharedGroup::Member> member = group->Pick();
-      if (!member || !ReadAllowed(auth.get(), *member->session, message->topic)) continue;
-      QueuedMessage queued;
-      MergeMatches(message, nullptr, &*member, &*member + 1, std::move(group), &queued);
-      queued.message = message;
-      Deliver(*member->session, std::move(queued));
-      ++delivered;
+  }
+  deliver_here.assign(groups.size(), 1);
+  if (cluster != nullptr) {
+    const size_t peers =
+        cluster->Forward(message, groups, &deliver_here, std::move(on_peers_accepted));
+    if (peers > 0 && awaiting_peers != nullptr) *awaiting_peers = true;
+    delivered += peers;
+  }
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (deliver_here[i] && DeliverShared(message, std::move(groups[i]), auth.get())) ++delivered;
+  }
+  groups.clear();
+  return delivered;
+}
+
+size_t Broker::DeliverForwarded(const MessagePtr& message, bool ordinary,
+                                const std::vector<std::pair<std::string, std::string>>& shared) {
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+  size_t delivered = ordinary ? DeliverOrdinary(message, nullptr, auth.get()) : 0;
+  for (const auto& [group_name, filter] : shared) {
+    std::shared_ptr<SharedGroup> group = shared_.Find(group_name, filter);
+    // Its members here left since the peer chose this node: nobody here to take it.
+    if (group == nullptr || !DeliverShared(message, std::move(group), auth.get())) {
+      counters_.cluster_shared_undeliverable.Increment();
+      continue;
     }
-    groups.clear();
+    ++delivered;
   }
   return delivered;
+}
+
+void Broker::HandOverSession(const std::string& client_id, bool clean_start,
+                             std::function<void(std::optional<storage::LoadedSession>)> done) {
+  std::shared_ptr<Session> session = sessions_.Find(client_id);
+  if (session == nullptr) {
+    done(std::nullopt);
+    return;
+  }
+  auto finish = [this, client_id, clean_start, done = std::move(done)] {
+    // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
+    MessagePtr will = CancelWill(client_id);
+    std::shared_ptr<Session> moving = sessions_.Extract(client_id);
+    if (moving == nullptr || clean_start) {
+      if (moving != nullptr) DiscardSession(moving);
+      if (will != nullptr) PublishWill(will);
+      done(std::nullopt);
+      return;
+    }
+    storage::LoadedSession exported = moving->DiscardAndExport(
+        [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+    done(std::move(exported));
+  };
+  if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
+    // On the connection's own worker: closed first, so nothing changes the session after it
+    // is exported.
+    counters_.takeovers.Increment();
+    Worker* worker = owner->worker;
+    const uint64_t connection_id = owner->connection_id;
+    worker->Post([worker, connection_id, finish = std::move(finish)] {
+      worker->CloseTakenOver(connection_id);
+      finish();
+    });
+    return;
+  }
+  finish();
+}
+
+void Broker::ImportSession(const storage::LoadedSession& loaded) {
+  if (std::shared_ptr<Session> stale = sessions_.Extract(loaded.client_id)) {
+    stale->Discard([&](const std::string& filter) { EraseFromIndex(filter, loaded.client_id); });
+  }
+  std::shared_ptr<Session> session = sessions_.Restore(loaded, MonotonicMillis());
+  for (const auto& [filter, options] : session->subscriptions()) {
+    InsertIntoIndex(session, filter, options);
+  }
+  session->JournalEverything();
+  counters_.cluster_sessions_moved.Increment();
+}
+
+bool Broker::ApplyRemoteRetained(const std::string& topic, MessagePtr message,
+                                 const RetainedVersion& version) {
+  clock_.Observe(version.hlc);
+  return retained_.Apply(topic, std::move(message), version);
 }
 
 Session::AddResult Broker::Subscribe(const std::shared_ptr<Session>& session,
@@ -297,9 +414,15 @@ void Broker::InsertIntoIndex(const std::shared_ptr<Session>& session, const std:
                              const SubscriptionOptions& options) {
   SharedFilter shared;
   if (ClassifyFilter(filter, &shared) != FilterKind::kShared) {
-    subscriptions_.Insert(filter, session->client_id(), SubscriberRef{session, options});
+    if (subscriptions_.Insert(filter, session->client_id(), SubscriberRef{session, options}) &&
+        cluster_ != nullptr) {
+      cluster_->LocalRouteAdded(filter, std::string());
+    }
   } else if (shared_.Subscribe(shared.group, shared.filter, session, options)) {
     shared_memberships_.fetch_add(1, std::memory_order_relaxed);
+    if (cluster_ != nullptr) {
+      cluster_->LocalRouteAdded(std::string(shared.filter), std::string(shared.group));
+    }
   }
 }
 
@@ -310,9 +433,14 @@ bool Broker::Unsubscribe(const std::shared_ptr<Session>& session, const std::str
 void Broker::EraseFromIndex(const std::string& filter, const std::string& client_id) {
   SharedFilter shared;
   if (ClassifyFilter(filter, &shared) != FilterKind::kShared) {
-    subscriptions_.Erase(filter, client_id);
+    if (subscriptions_.Erase(filter, client_id) && cluster_ != nullptr) {
+      cluster_->LocalRouteRemoved(filter, std::string());
+    }
   } else if (shared_.Unsubscribe(shared.group, shared.filter, client_id)) {
     shared_memberships_.fetch_sub(1, std::memory_order_relaxed);
+    if (cluster_ != nullptr) {
+      cluster_->LocalRouteRemoved(std::string(shared.filter), std::string(shared.group));
+    }
   }
 }
 

@@ -10,18 +10,22 @@
 #define MESHMQ_NODE_BROKER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "node/auth/acl_file.h"
 #include "node/auth/password_file.h"
+#include "node/cluster_hooks.h"
 #include "node/config.h"
 #include "node/counters.h"
+#include "node/hlc.h"
 #include "node/message.h"
 #include "node/retained_store.h"
 #include "node/session.h"
@@ -29,15 +33,13 @@
 #include "node/shared_subscriptions.h"
 #include "node/subscription.h"
 #include "node/topic_trie.h"
+#include "storage/store.h"
 
 namespace meshmq {
 
 class Acceptor;
 class Persistence;
 class Worker;
-namespace storage {
-class Store;
-}
 
 // What the trie stores per (filter, client id).
 struct SubscriberRef {
@@ -61,6 +63,12 @@ class Broker {
   absl::Status Start();
   // Graceful stop: no new connections, every connection closed, threads joined.
   void Stop();
+  // Makes the node part of a cluster (before Start): routes, retained changes and publishes go
+  // through `cluster` too. Null (the default): a node on its own.
+  void SetCluster(ClusterHooks* cluster) { cluster_ = cluster; }
+  ClusterHooks* cluster() const { return cluster_; }
+  // Versions retained messages (node/retained_store.h).
+  HybridClock& clock() { return clock_; }
   // Re-reads --password_file and --acl_file; on error the old ones stay in force.
   absl::Status ReloadAuth();
 
@@ -90,9 +98,31 @@ class Broker {
 
   // Routes `message` to every matching subscription and, if it is retained, stores it
   // (MQTT-3.3.1-5). `origin` is the publisher's session, for No Local (MQTT 5 3.8.3.1), or null.
-  // Returns how many sessions it was given to (0: MQTT 5's "No matching subscribers").
-  // Callable from any thread.
-  size_t Publish(const MessagePtr& message, const Session* origin = nullptr);
+  // In a cluster it is also forwarded to the peers with matching subscribers; then, if
+  // `on_peers_accepted` is given and any peer got it, `*awaiting_peers` is set and the callback
+  // is called (any thread) once they all took it (true) or one refused it (false).
+  // Returns how many sessions and peers it was given to (0: MQTT 5's "No matching
+  // subscribers"). Callable from any thread.
+  size_t Publish(const MessagePtr& message, const Session* origin = nullptr,
+                 std::function<void(bool)> on_peers_accepted = nullptr,
+                 bool* awaiting_peers = nullptr);
+  // Delivers a message a peer forwarded (published on that node) to this node's subscribers:
+  // the ordinary subscriptions if `ordinary`, and one member of each shared group in `shared`
+  // (group, filter). Not stored as retained (retained values replicate on their own) and not
+  // forwarded again. Returns how many sessions it was given to.
+  size_t DeliverForwarded(const MessagePtr& message, bool ordinary,
+                          const std::vector<std::pair<std::string, std::string>>& shared);
+  // Another node got a CONNECT for `client_id`: ends this node's session of it, closing its live
+  // connection first (will published, MQTT 5 DISCONNECT 0x8E). `done` (any thread) gets what
+  // the session held, unless `clean_start` or there was none.
+  void HandOverSession(const std::string& client_id, bool clean_start,
+                       std::function<void(std::optional<storage::LoadedSession>)> done);
+  // Adds a session that moved here from another node (offline, replacing any left here) with
+  // its subscriptions, and writes it to the store.
+  void ImportSession(const storage::LoadedSession& loaded);
+  // A retained change from a peer: applied if newer than what this node holds.
+  bool ApplyRemoteRetained(const std::string& topic, MessagePtr message,
+                           const RetainedVersion& version);
   // Subscribes `session` to `filter` ("$share/..." included, which must be valid) with
   // `options`, in the session's record and in the routing index. See Session::AddSubscription.
   Session::AddResult Subscribe(const std::shared_ptr<Session>& session, const std::string& filter,
@@ -132,6 +162,12 @@ class Broker {
   absl::StatusOr<std::shared_ptr<const AuthConfig>> LoadAuth() const;
   // True if the ACL (if any) lets `session`'s user read `topic`.
   bool ReadAllowed(const AuthConfig* auth, const Session& session, const std::string& topic) const;
+  // Delivers to the ordinary (non-shared) subscriptions; returns how many sessions.
+  size_t DeliverOrdinary(const MessagePtr& message, const Session* origin,
+                         const AuthConfig* auth);
+  // Delivers to one member of `group`.
+  bool DeliverShared(const MessagePtr& message, std::shared_ptr<SharedGroup> group,
+                     const AuthConfig* auth);
   // Queues `queued` on `session` and wakes its connection's worker if needed.
   void Deliver(Session& session, QueuedMessage queued);
   // Removes (filter, client id) from whichever index holds it.
@@ -145,6 +181,8 @@ class Broker {
 
   const BrokerConfig config_;
   Counters counters_;
+  HybridClock clock_;
+  ClusterHooks* cluster_ = nullptr;
   // Declared before everything that writes to it, so it is destroyed last (writing what is left).
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<Persistence> persistence_;

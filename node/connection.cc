@@ -77,7 +77,7 @@ std::string Connection::PeerName() const {
 void Connection::OnReadable() {
   thread_local char buffer[kReadChunk];
   size_t total = 0;
-  while (state_ != State::kClosing && total < kMaxReadPerIteration) {
+  while (state_ != State::kClosing && !pending_connect_ && total < kMaxReadPerIteration) {
     ssize_t n = read(fd_, buffer, sizeof(buffer));
     if (n > 0) {
       total += static_cast<size_t>(n);
@@ -111,7 +111,7 @@ void Connection::OnReadable() {
 size_t Connection::ProcessInput(std::string_view data) {
   const size_t max_packet_size = broker_->config().max_packet_size;
   size_t used = 0;
-  while (state_ != State::kClosing && used < data.size()) {
+  while (state_ != State::kClosing && !pending_connect_ && used < data.size()) {
     std::string_view rest = data.substr(used);
     // Judge the first byte before waiting for a whole packet, so that a stranger (an HTTP
     // request, say) is turned away at once rather than at --connect_timeout.
@@ -246,24 +246,81 @@ void Connection::HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset) 
 void Connection::HoldOutputFrom(size_t offset, uint64_t ticket) {
   Persistence* persistence = broker_->persistence();
   if (persistence == nullptr || ticket <= persistence->store().durable_ticket()) return;
-  // Output after a mark with a ticket at least as high is held by that mark already.
-  if (!held_output_.empty() && held_output_.back().ticket >= ticket) return;
-  held_output_.push_back(HeldOutput{std::max(offset, out_offset_), ticket});
+  AddHold(offset, ticket, 0);
   if (!awaiting_durable_) {
     awaiting_durable_ = true;
     worker_->AwaitDurable(id_);
   }
 }
 
+void Connection::AddHold(size_t offset, uint64_t ticket, uint64_t cluster_wait) {
+  if (!held_output_.empty()) {
+    const HeldOutput& back = held_output_.back();
+    // Output after a mark that waits for as much is held by that mark already.
+    if (back.ticket >= ticket && back.cluster_wait >= cluster_wait) return;
+    ticket = std::max(ticket, back.ticket);
+    cluster_wait = std::max(cluster_wait, back.cluster_wait);
+  }
+  held_output_.push_back(HeldOutput{std::max(offset, out_offset_), ticket, cluster_wait});
+}
+
 bool Connection::ReleaseDurableOutput(uint64_t durable) {
   bool released = false;
-  while (!held_output_.empty() && held_output_.front().ticket <= durable) {
+  const uint64_t cluster_done = cluster_waits_done();
+  while (!held_output_.empty() && held_output_.front().ticket <= durable &&
+         held_output_.front().cluster_wait <= cluster_done) {
     held_output_.pop_front();
     released = true;
   }
   if (released) ScheduleWrite();
-  awaiting_durable_ = !held_output_.empty();
+  awaiting_durable_ = !held_output_.empty() && held_output_.front().ticket > durable;
   return awaiting_durable_;
+}
+
+uint64_t Connection::StartClusterWait() {
+  if (!cluster_waits_) cluster_waits_ = std::make_unique<ClusterWaits>();
+  return ++cluster_waits_->issued;
+}
+
+std::function<void(bool)> Connection::ClusterWaitCallback(uint64_t seq) {
+  return [worker = worker_, id = id_, seq](bool ok) {
+    worker->Post([worker, id, seq, ok] { worker->OnClusterWaitDone(id, seq, ok); });
+  };
+}
+
+void Connection::HoldForRouteBarrier() {
+  ClusterHooks* cluster = broker_->cluster();
+  if (cluster == nullptr) return;
+  const uint64_t seq = StartClusterWait();
+  HoldOutputForCluster(out_.size(), seq);
+  cluster->Barrier([done = ClusterWaitCallback(seq)] { done(true); });
+}
+
+void Connection::HoldOutputForCluster(size_t offset, uint64_t seq) {
+  if (seq > cluster_waits_done()) AddHold(offset, 0, seq);
+}
+
+void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
+  if (state_ == State::kClosing) return;
+  if (!ok) {
+    // Not every node that should have the message took it: no ack, so the client sends it
+    // again (MQTT-4.4.0-1), by which time the peer may have caught up.
+    Close("a peer node could not take the message (--cluster_max_pending_bytes)", false,
+          codec::reason::kQuotaExceeded);
+    return;
+  }
+  ClusterWaits& waits = *cluster_waits_;
+  if (seq != waits.done + 1) {
+    waits.done_early.insert(seq);
+    return;
+  }
+  waits.done = seq;
+  while (!waits.done_early.empty() && waits.done_early.erase(waits.done + 1) > 0) ++waits.done;
+  Persistence* persistence = broker_->persistence();
+  const uint64_t durable = persistence == nullptr ? UINT64_MAX
+                                                  : persistence->store().durable_ticket();
+  const bool was_awaiting = awaiting_durable_;
+  if (ReleaseDurableOutput(durable) && !was_awaiting) worker_->AwaitDurable(id_);
 }
 
 size_t Connection::outbound_window() const {

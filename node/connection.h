@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,10 +16,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "node/codec/codec.h"
 #include "node/codec/packet.h"
 #include "node/session.h"
+#include "storage/store.h"
 
 namespace meshmq {
 
@@ -47,8 +50,15 @@ class Connection {
   void DeliverPending();
   // Keepalive (MQTT-3.1.2-24) and CONNECT timeouts; `now_ms` from MonotonicMillis().
   void OnTick(int64_t now_ms);
-  // Releases the output whose ticket is now durable; returns true if some still waits.
+  // Releases the output whose ticket is now durable (and whose cluster waits are done); returns
+  // true if some still waits for the store.
   bool ReleaseDurableOutput(uint64_t durable);
+  // The peers answered a paused CONNECT (cluster/): `moved` is the session another node had for
+  // the client id, if it had one and the CONNECT resumes it.
+  void ResumeConnect(std::optional<storage::LoadedSession> moved);
+  // Cluster wait `seq` (StartClusterWait) completed: peers took the message (ok), or one
+  // refused it at its flow-control limit, which closes the connection without its acks.
+  void OnClusterWaitDone(uint64_t seq, bool ok);
   // Ends the connection. `publish_will`: the loss was abnormal (MQTT-3.1.2-8). An MQTT 5 client
   // that has its CONNACK is first told why with DISCONNECT `disconnect_reason` (a reason::k*
   // code, MQTT 5 3.14.2.1) and `reason` as Reason String; kNoDisconnect sends none (the client
@@ -102,6 +112,19 @@ class Connection {
   // must be on disk before the client can see it, so a restart resends it with DUP=1.
   void HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset);
   void HoldOutputFrom(size_t offset, uint64_t ticket);
+  // Waiting on peers (cluster/): output can also be held until a cluster wait is done. Each
+  // wait has a number on this connection; they complete in any order, and output is released
+  // in order once every wait up to its own is done.
+  uint64_t StartClusterWait();
+  // The callback to give the cluster: completes wait `seq` on this connection's worker.
+  std::function<void(bool)> ClusterWaitCallback(uint64_t seq);
+  // Output appended from `offset` on waits for cluster wait `seq`.
+  void HoldOutputForCluster(size_t offset, uint64_t seq);
+  void AddHold(size_t offset, uint64_t ticket, uint64_t cluster_wait);
+  // In a cluster, holds what follows (SUBACK, UNSUBACK) until every up peer knows the route
+  // changes made so far: no message published anywhere after the ack can miss the client.
+  void HoldForRouteBarrier();
+  uint64_t cluster_waits_done() const { return cluster_waits_ ? cluster_waits_->done : 0; }
   void SendAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
                std::string_view why = {});
   // Window for outbound QoS 1/2: --max_inflight, or less if the client's Receive Maximum is.
@@ -119,6 +142,10 @@ class Connection {
   void RefuseConnect(uint8_t reason_code, std::string_view why);
   // A malformed or invalid CONNECT: an MQTT 5 one gets CONNACK with the reason (MQTT 5 4.13.1).
   void RejectBadConnect(std::string_view body, uint8_t reason_code, std::string_view why);
+  // The rest of CONNECT, once no other node has the client id: attach (after importing `moved`,
+  // a session from another node), CONNACK, resend what was in flight.
+  void FinishConnect(codec::Connect& connect, bool assigned_client_id, uint32_t expiry,
+                     std::optional<storage::LoadedSession> moved);
   codec::Connack AcceptedConnack(const codec::Connect& connect, bool assigned_client_id);
   // handle_publish.cc
   void HandlePublish(codec::Publish& publish);
@@ -145,6 +172,13 @@ class Connection {
   std::optional<std::string> username_;
   std::unique_ptr<codec::Will> will_;  // a pointer: most clients have none
   std::unique_ptr<V5State> v5_;
+  // A CONNECT waiting for the cluster's answer (ResumeConnect); input is not processed meanwhile.
+  struct PendingConnect {
+    codec::Connect connect;
+    bool assigned_client_id = false;
+    uint32_t expiry = 0;
+  };
+  std::unique_ptr<PendingConnect> pending_connect_;
   std::shared_ptr<Session> session_;
   const bool over_quota_;
 
@@ -155,8 +189,16 @@ class Connection {
   struct HeldOutput {
     size_t offset = 0;
     uint64_t ticket = 0;
+    uint64_t cluster_wait = 0;  // 0: none
   };
   std::deque<HeldOutput> held_output_;
+  // Allocated on the first cluster wait: a node on its own never pays for it.
+  struct ClusterWaits {
+    uint64_t issued = 0;
+    uint64_t done = 0;  // every wait <= done is complete
+    absl::flat_hash_set<uint64_t> done_early;  // complete, above `done`
+  };
+  std::unique_ptr<ClusterWaits> cluster_waits_;
   bool awaiting_durable_ = false;  // registered with the worker's OnDurable
   size_t out_offset_ = 0;
   bool write_armed_ = false;

@@ -46,6 +46,13 @@ struct Counters {
   Counter retained_restored;
   Counter store_write_groups;  // group commits written (each one WAL write)
   Counter store_errors;        // failed store writes (connections waiting on them are closed)
+  Counter cluster_forwarded;  // messages sent to peers (one per peer per message)
+  Counter cluster_received;  // messages peers forwarded here
+  Counter cluster_forward_dropped;  // QoS 0 messages not forwarded: the peer's --cluster_max_pending_bytes was reached
+  Counter cluster_forward_refused;  // QoS 1/2 messages refused at that limit (their publisher is disconnected unacknowledged)
+  Counter cluster_shared_undeliverable;  // forwarded to this node for a shared group that had no member here any more
+  Counter cluster_retained_received;  // retained changes applied from peers
+  Counter cluster_sessions_moved;  // sessions taken over from another node
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>
@@ -74,6 +81,13 @@ struct Counters {
     fn("retained_restored", retained_restored.value());
     fn("store_write_groups", store_write_groups.value());
     fn("store_errors", store_errors.value());
+    fn("cluster_forwarded", cluster_forwarded.value());
+    fn("cluster_received", cluster_received.value());
+    fn("cluster_forward_dropped", cluster_forward_dropped.value());
+    fn("cluster_forward_refused", cluster_forward_refused.value());
+    fn("cluster_shared_undeliverable", cluster_shared_undeliverable.value());
+    fn("cluster_retained_received", cluster_retained_received.value());
+    fn("cluster_sessions_moved", cluster_sessions_moved.value());
   }
 };
 

@@ -27,6 +27,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
+#include "node/cluster_hooks.h"
 #include "node/connection.h"
 #include "node/persistence.h"
 #include "node/topic.h"
@@ -197,6 +198,45 @@ void Connection::HandleConnect(codec::Connect& connect) {
   }
   username_ = std::move(connect.username);
   if (connect.will) will_ = std::make_unique<codec::Will>(std::move(*connect.will));
+
+  // Client ids are unique across the cluster: whatever another node has of this one ends there,
+  // and its session moves here unless this is a clean start. Until the peers answer, the
+  // connection reads nothing more (packets already received wait in in_).
+  if (ClusterHooks* cluster = broker_->cluster()) {
+    const bool asked = cluster->TakeSession(
+        connect.client_id, connect.clean_session,
+        [worker = worker_, id = id_](std::optional<storage::LoadedSession> moved) {
+          worker->Post([worker, id, moved = std::move(moved)]() mutable {
+            worker->OnSessionTaken(id, std::move(moved));
+          });
+        });
+    if (asked) {
+      pending_connect_ = std::make_unique<PendingConnect>(
+          PendingConnect{std::move(connect), assigned_client_id, expiry});
+      worker_->SetReading(this, false);
+      return;
+    }
+  }
+  FinishConnect(connect, assigned_client_id, expiry, std::nullopt);
+}
+
+void Connection::ResumeConnect(std::optional<storage::LoadedSession> moved) {
+  if (state_ == State::kClosing || !pending_connect_) return;
+  std::unique_ptr<PendingConnect> pending = std::move(pending_connect_);
+  worker_->SetReading(this, true);
+  FinishConnect(pending->connect, pending->assigned_client_id, pending->expiry, std::move(moved));
+  // What the client sent while the peers were asked.
+  if (!in_.empty() && state_ == State::kConnected) {
+    const size_t used = ProcessInput(in_);
+    in_.erase(0, used);
+  }
+}
+
+void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id, uint32_t expiry,
+                               std::optional<storage::LoadedSession> moved) {
+  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const BrokerConfig& config = broker_->config();
+  if (moved && !connect.clean_session) broker_->ImportSession(*moved);
 
   SessionStore::AttachResult attach = broker_->sessions().Attach(
       connect.client_id, connect.clean_session, expiry, owner(), username_);

@@ -31,12 +31,6 @@
 #include "node/worker.h"
 
 namespace meshmq {
-namespace {
-
-bool IsSysTopic(std::string_view topic) { return topic.substr(0, 5) == "$SYS/" || topic == "$SYS"; }
-
-}  // namespace
-
 bool Connection::ResolveTopicAlias(codec::Publish& publish) {
   const uint16_t alias = *publish.properties->topic_alias;
   if (alias == 0 || alias > broker_->config().max_topic_alias) {
@@ -147,8 +141,23 @@ void Connection::HandlePublish(codec::Publish& publish) {
       }
       if (!p.empty()) message->properties = publish.properties.Release();
     }
-    const size_t delivered = broker_->Publish(message, session_.get());
+    // In a cluster, QoS 1/2 is acknowledged once every peer that has subscribers for it took
+    // it (into its store, where a persistent session receives it).
+    uint64_t cluster_wait = 0;
+    std::function<void(bool)> on_peers_accepted;
+    if (publish.qos > 0 && broker_->cluster() != nullptr) {
+      cluster_wait = StartClusterWait();
+      on_peers_accepted = ClusterWaitCallback(cluster_wait);
+    }
+    bool awaiting_peers = false;
+    const size_t delivered =
+        broker_->Publish(message, session_.get(), std::move(on_peers_accepted), &awaiting_peers);
     if (delivered == 0) reason_code = codec::reason::kNoMatchingSubscribers;
+    if (awaiting_peers) {
+      HoldOutputForCluster(out_.size(), cluster_wait);
+    } else if (cluster_wait != 0) {
+      OnClusterWaitDone(cluster_wait, true);  // no peer got it: nothing to wait for
+    }
   }
   if (publish.qos == 1) {
     SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why, ticket_before);

@@ -86,6 +86,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
     if (send_retained) retained_for.push_back(Granted{&topic.filter, options});
   }
   HoldOutputIfStoredSince(ticket_before, out_.size());  // a granted subscription survives a crash
+  HoldForRouteBarrier();
   Send(suback);
 
   std::vector<MessagePtr> retained;
@@ -130,6 +131,7 @@ void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
                                         : codec::reason::kNoSubscriptionExisted);
   }
   HoldOutputIfStoredSince(ticket_before, out_.size());  // so does a removed one
+  HoldForRouteBarrier();
   Send(unsuback);
 }
 

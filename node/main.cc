@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -24,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "cluster/cluster_node.h"
 #include "node/broker.h"
 #include "node/codec/packet.h"
 #include "node/passwd_command.h"
@@ -43,7 +45,26 @@ ABSL_FLAG(uint64_t, store_min_free_bytes, uint64_t{64} << 20,
 ABSL_FLAG(absl::Duration, session_expiry, absl::Hours(2),
           "How long a 3.1.1 persistent session (Clean Session 0) is kept while its client is "
           "offline ('inf': forever). MQTT 5 clients set their own Session Expiry Interval");
-ABSL_FLAG(std::string, node_id, "", "This node's name in the cluster (default: host name)");
+ABSL_FLAG(std::string, node_id, "",
+          "This node's name in the cluster, unique among its nodes (default: host name)");
+ABSL_FLAG(std::string, cluster_listen, "0.0.0.0:7883",
+          "Cluster (node-to-node gRPC) listener, HOST:PORT (port 0: any; empty: no cluster)");
+ABSL_FLAG(std::string, cluster_advertise, "",
+          "HOST:PORT other nodes reach this one's cluster listener on (default: the listen "
+          "address, or the host name for 0.0.0.0)");
+ABSL_FLAG(std::vector<std::string>, peers, {},
+          "Cluster seeds, HOST:PORT,...: nodes to join (they tell this node about the others)");
+ABSL_FLAG(std::string, peers_dns, "",
+          "A DNS name whose A records are cluster nodes (a Kubernetes headless Service), "
+          "re-resolved every 5s; they are dialled on --cluster_listen's port");
+ABSL_FLAG(absl::Duration, cluster_heartbeat_interval, absl::Milliseconds(500),
+          "How often an idle link to a peer sends a heartbeat");
+ABSL_FLAG(absl::Duration, cluster_peer_timeout, absl::Seconds(3),
+          "A peer silent for this long is marked down and its routes dropped");
+ABSL_FLAG(uint64_t, cluster_max_pending_bytes, uint64_t{64} << 20,
+          "Bytes sent to one peer and not yet acknowledged; beyond it QoS 0 messages for that peer "
+          "are dropped (cluster_forward_dropped) and QoS 1/2 publishers are disconnected without "
+          "their ack (cluster_forward_refused), to send again");
 ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
 ABSL_FLAG(std::string, password_file, "", "Mosquitto-format password file (mosquitto_passwd)");
 ABSL_FLAG(std::string, acl_file, "", "Mosquitto-format ACL file");
@@ -193,13 +214,41 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   meshmq::Broker broker(config);
+  std::unique_ptr<meshmq::cluster::ClusterNode> cluster;
+  if (!absl::GetFlag(FLAGS_cluster_listen).empty()) {
+    meshmq::cluster::TransportConfig cluster_config;
+    cluster_config.listen = absl::GetFlag(FLAGS_cluster_listen);
+    cluster_config.node_id = config.node_id;
+    cluster_config.advertise = absl::GetFlag(FLAGS_cluster_advertise);
+    cluster_config.seeds = absl::GetFlag(FLAGS_peers);
+    cluster_config.peers_dns = absl::GetFlag(FLAGS_peers_dns);
+    const std::string& listen = cluster_config.listen;
+    cluster_config.peers_dns_port = std::atoi(listen.substr(listen.rfind(':') + 1).c_str());
+    cluster_config.heartbeat_interval = absl::GetFlag(FLAGS_cluster_heartbeat_interval);
+    cluster_config.peer_timeout = absl::GetFlag(FLAGS_cluster_peer_timeout);
+    cluster_config.max_pending_bytes = absl::GetFlag(FLAGS_cluster_max_pending_bytes);
+    cluster = std::make_unique<meshmq::cluster::ClusterNode>(&broker, std::move(cluster_config));
+    broker.SetCluster(cluster.get());
+  }
   if (absl::Status status = broker.Start(); !status.ok()) {
     std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
     return 1;
   }
+  if (cluster != nullptr) {
+    if (absl::Status status = cluster->Start(); !status.ok()) {
+      std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+      broker.Stop();
+      return 1;
+    }
+  }
   std::string host = config.mqtt_listen.substr(0, config.mqtt_listen.rfind(':'));
   std::fprintf(stderr, "meshmqd: node %s, %zu workers, data in %s\n", config.node_id.c_str(),
                broker.workers().size(), config.data_dir.c_str());
+  if (cluster != nullptr) {
+    const std::string& listen = absl::GetFlag(FLAGS_cluster_listen);
+    std::fprintf(stderr, "meshmqd: listening on cluster %s:%d\n",
+                 listen.substr(0, listen.rfind(':')).c_str(), cluster->port());
+  }
   std::fprintf(stderr, "meshmqd: listening on mqtt %s:%d\n", host.c_str(), broker.mqtt_port());
 
   while (true) {
@@ -217,7 +266,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));
     break;
   }
-  broker.Stop();
+  broker.Stop();  // ends the cluster links too, once the wills of its clients went out
   std::fprintf(stderr, "meshmqd: stopped\n");
   return 0;
 }

@@ -401,4 +401,77 @@ void Session::Restore(const storage::LoadedSession& loaded) {
   if (unreadable && persistence_ != nullptr) persistence_->Submit(std::move(*unreadable));
 }
 
+std::optional<SessionOwner> Session::current_owner() const {
+  absl::MutexLock lock(&mu_);
+  return owner_;
+}
+
+storage::LoadedSession Session::ExportLocked() const {
+  storage::LoadedSession exported;
+  exported.client_id = client_id_;
+  exported.record = Persistence::ToRecord(
+      expiry_interval_,
+      disconnected_at_unix_ms_ != 0 ? disconnected_at_unix_ms_ : Persistence::UnixMillis(),
+      subscriptions_);
+  uint64_t seq = 0;
+  for (const Inflight& f : inflight_) {
+    storage::LoadedSession::Message m;
+    m.seq = ++seq;
+    if (f.awaiting_pubcomp) {
+      m.queued.set_qos(f.queued.qos);  // only PUBREL is resent: no message
+    } else {
+      m.queued = Persistence::ToRecord(f.queued);
+    }
+    m.inflight.emplace();
+    m.inflight->set_packet_id(f.packet_id);
+    m.inflight->set_awaiting_pubcomp(f.awaiting_pubcomp);
+    exported.messages.push_back(std::move(m));
+  }
+  if (pending_) {
+    for (const QueuedMessage& queued : *pending_) {
+      if (queued.qos == 0) continue;  // not kept for an offline session (MQTT-3.1.2-5)
+      storage::LoadedSession::Message m;
+      m.seq = ++seq;
+      m.queued = Persistence::ToRecord(queued);
+      exported.messages.push_back(std::move(m));
+    }
+  }
+  if (inbound_qos2_) {
+    exported.inbound_qos2.assign(inbound_qos2_->begin(), inbound_qos2_->end());
+    std::sort(exported.inbound_qos2.begin(), exported.inbound_qos2.end());
+  }
+  return exported;
+}
+
+void Session::JournalEverything() {
+  absl::MutexLock lock(&mu_);
+  if (!journaling()) return;
+  storage::Batch batch;
+  batch.PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
+                                                     subscriptions_));
+  for (const Inflight& f : inflight_) {
+    if (f.queued.seq == 0) continue;
+    storage::QueuedRecord queued;
+    if (f.awaiting_pubcomp) {
+      queued.set_qos(f.queued.qos);
+    } else {
+      queued = Persistence::ToRecord(f.queued);
+    }
+    batch.PutQueued(client_id_, f.queued.seq, queued);
+    storage::InflightRecord record;
+    record.set_packet_id(f.packet_id);
+    record.set_awaiting_pubcomp(f.awaiting_pubcomp);
+    batch.PutInflight(client_id_, f.queued.seq, record);
+  }
+  if (pending_) {
+    for (const QueuedMessage& queued : *pending_) {
+      if (queued.seq != 0) batch.PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
+    }
+  }
+  if (inbound_qos2_) {
+    for (uint16_t packet_id : *inbound_qos2_) batch.PutInboundQos2(client_id_, packet_id);
+  }
+  persistence_->Submit(std::move(batch));
+}
+
 }  // namespace meshmq

@@ -28,15 +28,13 @@
 #include "node/counters.h"
 #include "node/message.h"
 #include "node/subscription.h"
+#include "storage/store.h"
 
 namespace meshmq {
 
 class Persistence;
 class SharedGroup;
 class Worker;
-namespace storage {
-struct LoadedSession;
-}
 
 // Where a session's connection lives: the worker thread and the connection's id on it.
 struct SessionOwner {
@@ -206,6 +204,10 @@ class Session {
   template <typename Fn>
   void Discard(Fn&& erase_filter_from_trie) {
     absl::MutexLock lock(&mu_);
+    DiscardLocked(erase_filter_from_trie);
+  }
+  template <typename Fn>
+  void DiscardLocked(Fn& erase_filter_from_trie) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     discarded_ = true;
     for (const auto& [filter, options] : subscriptions_) erase_filter_from_trie(filter);
     subscriptions_.clear();
@@ -216,6 +218,17 @@ class Session {
     inflight_.clear();
   }
   std::map<std::string, SubscriptionOptions> subscriptions() const;
+
+  // --- Moving between nodes (cluster/) --------------------------------------------------------
+  // The connection that owns the session, if any.
+  std::optional<SessionOwner> current_owner() const;
+  // Ends the session as Discard does and returns, in one step, everything it held in the form
+  // the store uses (in-flight messages first, in send order, then the queue; QoS 0 left out), so
+  // another node resumes it with nothing lost or duplicated.
+  template <typename Fn>
+  storage::LoadedSession DiscardAndExport(Fn&& erase_filter_from_trie);
+  // Writes all of the session to the store: a session that arrived from another node.
+  void JournalEverything();
 
   // --- Persistence (see node/persistence.h) ------------------------------------------------
   // Stops writing this session's state and returns true if it was writing it: the caller
@@ -231,6 +244,8 @@ class Session {
   size_t inflight_count() const;
 
  private:
+  storage::LoadedSession ExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   struct Inflight {
     uint16_t packet_id = 0;
     QueuedMessage queued;
@@ -277,6 +292,14 @@ class Session {
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t disconnected_at_unix_ms_ ABSL_GUARDED_BY(mu_) = 0;  // 0 while online
 };
+
+template <typename Fn>
+storage::LoadedSession Session::DiscardAndExport(Fn&& erase_filter_from_trie) {
+  absl::MutexLock lock(&mu_);
+  storage::LoadedSession exported = ExportLocked();
+  DiscardLocked(erase_filter_from_trie);
+  return exported;
+}
 
 }  // namespace meshmq
 

@@ -109,4 +109,21 @@ size_t SessionStore::size() const {
   return sessions_.size();
 }
 
+std::shared_ptr<Session> SessionStore::Find(const std::string& client_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(client_id);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Session> SessionStore::Extract(const std::string& client_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(client_id);
+  if (it == sessions_.end()) return nullptr;
+  std::shared_ptr<Session> session = std::move(it->second);
+  sessions_.erase(it);
+  deadlines_.erase(client_id);  // by_deadline_'s entry is now stale and skipped
+  EndRecords(*session);
+  return session;
+}
+
 }  // namespace meshmq

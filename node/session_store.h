@@ -63,6 +63,12 @@ class SessionStore {
 
   size_t size() const;
 
+  // Cluster session moves. The session of `client_id`, or null.
+  std::shared_ptr<Session> Find(const std::string& client_id) const;
+  // Removes the session of `client_id` (deleting its records) and returns it, or null: it moves
+  // to another node. The caller discards it (Session::DiscardAndExport).
+  std::shared_ptr<Session> Extract(const std::string& client_id);
+
  private:
   // Stops `session` writing to the store and deletes its records. Under mu_, so that a new
   // session with the same client id, created under mu_ too, writes only after this delete.

@@ -51,6 +51,11 @@ bool TopicMatches(std::string_view filter, std::string_view topic);
 
 // True for topics starting with '$' (e.g. $SYS/...).
 inline bool IsDollarTopic(std::string_view topic) { return !topic.empty() && topic[0] == '$'; }
+// The broker's own $SYS tree: clients may not publish there, and in a cluster each node keeps its
+// own (neither forwarded nor replicated).
+inline bool IsSysTopic(std::string_view topic) {
+  return topic.substr(0, 5) == "$SYS/" || topic == "$SYS";
+}
 
 // Returns the level of `s` starting at `begin` and sets *next to the start of the following level,
 // or to npos after the last one. No allocation: levels are views into `s`. Inline because the trie

@@ -78,6 +78,21 @@ void Worker::Kick(uint64_t connection_id) {
   });
 }
 
+void Worker::CloseTakenOver(uint64_t connection_id) {
+  if (Connection* connection = Find(connection_id)) {
+    connection->Close("client id taken over by a connection to another node", true,
+                      codec::reason::kSessionTakenOver);
+  }
+}
+
+void Worker::OnSessionTaken(uint64_t connection_id, std::optional<storage::LoadedSession> moved) {
+  if (Connection* connection = Find(connection_id)) connection->ResumeConnect(std::move(moved));
+}
+
+void Worker::SetReading(Connection* connection, bool reading) {
+  loop_.Modify(connection->fd(), connection->id(), reading ? EPOLLIN | EPOLLRDHUP : 0);
+}
+
 void Worker::MarkForWrite(Connection* connection) { to_write_.push_back(connection->id()); }
 
 void Worker::ScheduleClose(Connection* connection) { to_close_.push_back(connection->id()); }
@@ -104,6 +119,11 @@ void Worker::OnDurable(uint64_t durable) {
     }
     if (connection->ReleaseDurableOutput(durable)) durable_waiters_.push_back(id);
   }
+}
+
+void Worker::OnClusterWaitDone(uint64_t connection_id, uint64_t seq, bool ok) {
+  Connection* connection = Find(connection_id);
+  if (connection != nullptr) connection->OnClusterWaitDone(seq, ok);
 }
 
 Connection* Worker::Find(uint64_t connection_id) {

@@ -10,12 +10,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "node/event_loop.h"
+#include "storage/store.h"
 
 namespace meshmq {
 
@@ -64,10 +66,18 @@ class Worker : public EventLoop::Handler {
   // The connection is destroyed at the end of the iteration, after its last output.
   void ScheduleClose(Connection* connection);
   void SetWritable(Connection* connection, bool want_write);
+  // Stops (and restarts) watching the connection's socket while its CONNECT waits for peers.
+  void SetReading(Connection* connection, bool reading);
+  // Closes a connection whose client id a connection on another node took over.
+  void CloseTakenOver(uint64_t connection_id);
+  // The cluster answered `connection_id`'s paused CONNECT.
+  void OnSessionTaken(uint64_t connection_id, std::optional<storage::LoadedSession> moved);
   // `connection` holds acks that wait for a store ticket (Connection::SendDurableAck).
   void AwaitDurable(uint64_t connection_id) { durable_waiters_.push_back(connection_id); }
   // The store made everything up to `durable` durable (or failed): releases waiting acks.
   void OnDurable(uint64_t durable);
+  // Cluster wait `seq` of `connection_id` completed (Connection::ClusterWaitCallback).
+  void OnClusterWaitDone(uint64_t connection_id, uint64_t seq, bool ok);
 
   // EventLoop::Handler
   void OnIo(uint64_t token, uint32_t events) override;

@@ -1,0 +1,116 @@
+// A node's part in the cluster: what the links (cluster/transport.h) carry for the broker.
+//
+// - Routes: this node counts its subscriptions per (filter, shared group) and tells every peer
+//   each change (Route frames), and the whole set when a link comes up (RouteSnapshot). What
+//   peers tell it lands in RemoteRoutes. A SUBACK waits for a Barrier frame acknowledged by every
+//   up peer, so the route is known cluster-wide before the client can rely on it.
+// - Publishes: a message published here goes, once, to each peer whose routes match it (a
+//   Forward frame), with the shared groups this node chose that peer for. The peer delivers it
+//   to its local subscribers and acknowledges it once what it queued for persistent sessions is
+//   durable; QoS 1/2 publishers get their ack after that.
+// - Retained: this node's own writes are versioned by the hybrid logical clock and sent to every
+//   peer; the whole retained state (tombstones too) goes to a peer when a link comes up; each
+//   node keeps the highest version (node/retained_store.h).
+//
+// THREADING: thread-safe. ClusterHooks methods run on the broker's threads, Transport::Handler
+// methods on gRPC's; neither blocks.
+#ifndef MESHMQ_CLUSTER_CLUSTER_NODE_H_
+#define MESHMQ_CLUSTER_CLUSTER_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "cluster/remote_routes.h"
+#include "cluster/transport.h"
+#include "node/cluster_hooks.h"
+
+namespace meshmq {
+class Broker;
+}
+
+namespace meshmq::cluster {
+
+class ClusterNode : public ClusterHooks, public Transport::Handler {
+ public:
+  // `broker` must outlive this; call broker->SetCluster(this) before the broker starts, and
+  // Start() after it did.
+  ClusterNode(Broker* broker, TransportConfig config);
+  ~ClusterNode() override;
+
+  absl::Status Start();
+  void Stop();
+  int port() const { return transport_.port(); }
+  const Transport& transport() const { return transport_; }
+
+  // ClusterHooks
+  size_t Forward(const MessagePtr& message,
+                 const std::vector<std::shared_ptr<SharedGroup>>& local_groups,
+                 std::vector<char>* deliver_here, std::function<void(bool)> on_accepted) override;
+  void LocalRouteAdded(const std::string& filter, const std::string& group) override;
+  void LocalRouteRemoved(const std::string& filter, const std::string& group) override;
+  void Barrier(std::function<void()> done) override;
+  void RetainedChanged(const std::string& topic, const Message* message,
+                       const RetainedVersion& version) override;
+  void OnDurable(uint64_t durable) override;
+  void Shutdown() override { Stop(); }
+  bool TakeSession(const std::string& client_id, bool clean_start,
+                   std::function<void(std::optional<storage::LoadedSession>)> done) override;
+
+  // Transport::Handler
+  void OnOutboundUp(const std::string& peer, std::vector<Frame>* snapshot) override;
+  void OnOutboundDown(const std::string& peer) override;
+  void OnInboundUp(const std::string& peer) override;
+  void OnInboundDown(const std::string& peer) override;
+  void OnFrame(const std::string& peer, Frame& frame, std::function<void()> done) override;
+  void OnTakeSession(const TakeSessionRequest& request, TakeSessionReply* reply,
+                     std::function<void()> done) override;
+
+ private:
+  // Routes and retained values per snapshot frame, so no gRPC message grows past its limit.
+  static constexpr size_t kSnapshotChunk = 1000;
+
+  void ChangeLocalRoute(const std::string& filter, const std::string& group, int delta);
+  // Calls `done` once what this thread wrote to the store is durable.
+  void AfterDurable(std::function<void()> done);
+  void ApplyRetained(const RetainedChange& change);
+  // Logs "peer X up/down" as the pair of links with X comes and goes.
+  void UpdatePeer(const std::string& peer, int outbound, int synced);
+
+  Broker* const broker_;
+  const std::string node_id_;
+  Transport transport_;
+  RemoteRoutes remote_;
+
+  // This node's subscription counts, by "{filter}\0{group}"; changed and sent under the lock so
+  // peers see one filter's counts in order.
+  absl::Mutex routes_mu_;
+  absl::flat_hash_map<std::string, uint32_t> local_routes_ ABSL_GUARDED_BY(routes_mu_);
+
+  // Round-robin position per shared group ("{group}\0{filter}"), across the cluster's members.
+  absl::Mutex shared_mu_;
+  absl::flat_hash_map<std::string, uint64_t> shared_next_ ABSL_GUARDED_BY(shared_mu_);
+
+  absl::Mutex durable_mu_;
+  std::multimap<uint64_t, std::function<void()>> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
+
+  struct PeerState {
+    bool outbound = false;  // our link to it is up
+    bool synced = false;    // its link to us is up and its route snapshot arrived
+    bool logged_up = false;
+  };
+  absl::Mutex peers_mu_;
+  absl::flat_hash_map<std::string, PeerState> peers_ ABSL_GUARDED_BY(peers_mu_);
+};
+
+}  // namespace meshmq::cluster
+
+#endif  // MESHMQ_CLUSTER_CLUSTER_NODE_H_
