@@ -356,7 +356,8 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
     done(std::nullopt);
     return;
   }
-  auto finish = [this, client_id, clean_start, done = std::move(done)] {
+  auto finish = std::make_shared<std::function<void()>>([this, client_id, clean_start,
+                                                          done = std::move(done)] {
     // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
     MessagePtr will = CancelWill(client_id);
     std::shared_ptr<Session> moving = sessions_.Extract(client_id);
@@ -369,20 +370,21 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
     storage::LoadedSession exported = moving->DiscardAndExport(
         [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
     done(std::move(exported));
-  };
+  });
   if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
     // On the connection's own worker: closed first, so nothing changes the session after it
-    // is exported.
+    // is exported. A worker that has stopped (this node is shutting down) closed it already.
     counters_.takeovers.Increment();
     Worker* worker = owner->worker;
     const uint64_t connection_id = owner->connection_id;
-    worker->Post([worker, connection_id, finish = std::move(finish)] {
-      worker->CloseTakenOver(connection_id);
-      finish();
-    });
-    return;
+    if (worker->Post([worker, connection_id, finish] {
+          worker->CloseTakenOver(connection_id);
+          (*finish)();
+        })) {
+      return;
+    }
   }
-  finish();
+  (*finish)();
 }
 
 void Broker::ImportSession(const storage::LoadedSession& loaded) {

@@ -38,10 +38,11 @@ EventLoop::~EventLoop() {
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
-void EventLoop::Post(Task task) {
+bool EventLoop::Post(Task task) {
   bool was_empty;
   {
     absl::MutexLock lock(&mu_);
+    if (finished_) return false;
     was_empty = tasks_.empty();
     tasks_.push_back(std::move(task));
   }
@@ -50,6 +51,7 @@ void EventLoop::Post(Task task) {
     // A full counter (EAGAIN) still means a wake-up is pending, which is all we need.
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
   }
+  return true;
 }
 
 void EventLoop::Stop() {
@@ -112,7 +114,16 @@ void EventLoop::Run(Handler* handler, absl::Duration tick) {
       next_tick = now + tick;
     }
   }
-  RunPostedTasks();  // let shutdown tasks run
+  // Let shutdown tasks run, and those they post; from then on Post refuses, so nobody waits for
+  // a task that would never run.
+  for (;;) {
+    RunPostedTasks();
+    absl::MutexLock lock(&mu_);
+    if (tasks_.empty()) {
+      finished_ = true;
+      break;
+    }
+  }
 }
 
 }  // namespace meshmq

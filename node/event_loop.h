@@ -44,7 +44,9 @@ class EventLoop {
   absl::Status status() const { return status_; }
 
   // --- Any thread ---
-  void Post(Task task);
+  // Queues `task` to run on the loop's thread. Returns false, dropping it, once the loop has
+  // ended (after Stop(), when it ran the last tasks posted before).
+  bool Post(Task task);
   void Stop();
 
   // --- Loop thread (or before Run) ---
@@ -64,6 +66,7 @@ class EventLoop {
   std::atomic<bool> stopping_{false};
   absl::Mutex mu_;
   std::vector<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<Task> running_;  // swapped with tasks_ so tasks run without the lock
 };
 

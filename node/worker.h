@@ -46,7 +46,8 @@ class Worker : public EventLoop::Handler {
   // the loop.
   void Stop();
   void Join();
-  void Post(EventLoop::Task task) { loop_.Post(std::move(task)); }
+  // False once the worker's loop has ended: the task is dropped.
+  bool Post(EventLoop::Task task) { return loop_.Post(std::move(task)); }
   // Takes ownership of accepted, non-blocking sockets. One task per batch keeps a burst of
   // connections from leaving a trail of freed allocations behind.
   // `over_quota`: accepted beyond --max_connections, to be refused at CONNECT.
