@@ -77,6 +77,9 @@
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Broker address; must be in 127.0.0.0/8.");
 ABSL_FLAG(int, port, 1883, "Broker MQTT port.");
+ABSL_FLAG(int, subscriber_port, 0,
+          "If set, subscribers connect to this port instead of --port: another node of a cluster "
+          "(publishers on one node, subscribers on another).");
 ABSL_FLAG(std::string, scenario, "fanin", "fanin | fanout | latency | idle");
 ABSL_FLAG(int, qos, 0, "QoS of publishes and subscriptions: 0 or 1.");
 ABSL_FLAG(int, payload, 64, "Payload size in bytes (at least 16: the timestamp header).");
@@ -205,6 +208,7 @@ struct Config {
   std::string scenario_name;
   in_addr host{};
   int port = 0;
+  int subscriber_port = 0;  // 0: --port
   int qos = 0;
   codec::ProtocolVersion version = codec::ProtocolVersion::kV311;
   int user_properties = 0;  // MQTT 5 only
@@ -384,7 +388,10 @@ class Loop {
     }
     sockaddr_in dst{};
     dst.sin_family = AF_INET;
-    dst.sin_port = htons(static_cast<uint16_t>(cfg_.port));
+    const int port = c->role == Role::kSubscriber && cfg_.subscriber_port != 0
+                         ? cfg_.subscriber_port
+                         : cfg_.port;
+    dst.sin_port = htons(static_cast<uint16_t>(port));
     dst.sin_addr = cfg_.host;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -1074,6 +1081,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   cfg.port = absl::GetFlag(FLAGS_port);
+  cfg.subscriber_port = absl::GetFlag(FLAGS_subscriber_port);
   cfg.qos = absl::GetFlag(FLAGS_qos);
   int payload = absl::GetFlag(FLAGS_payload);
   cfg.rate = absl::GetFlag(FLAGS_rate);
@@ -1105,7 +1113,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   cfg.version = mqtt_version == 5 ? codec::ProtocolVersion::kV5 : codec::ProtocolVersion::kV311;
-  if (cfg.port <= 0 || cfg.port > 65535 || (cfg.qos != 0 && cfg.qos != 1) ||
+  if (cfg.port <= 0 || cfg.port > 65535 || cfg.subscriber_port < 0 ||
+      cfg.subscriber_port > 65535 || (cfg.qos != 0 && cfg.qos != 1) ||
       payload < static_cast<int>(kPayloadHeader) || cfg.window < 0 || cfg.window > 100000 ||
       cfg.inflight < 1 || cfg.inflight > 30000 || cfg.threads < 1 || cfg.threads > 16 ||
       cfg.source_addrs < 0 || cfg.source_addrs > 250 || connections < 0 || cfg.rate < 0 ||
