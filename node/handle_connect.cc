@@ -258,6 +258,9 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   // What CONNACK tells the client (a session kept or ended, Session Present) must survive a
   // crash right after it: it leaves once the session's records are durable.
   HoldOutputIfStoredSince(ticket_before, out_.size());
+  // A session that moved here brought its subscriptions: every peer must route to this node
+  // before the client can count on them (as for a SUBACK).
+  if (moved && !connect.clean_session) HoldForRouteBarrier();
   Send(connack);
   for (const Outgoing& outgoing : session_->InflightForResend()) WriteOutgoing(outgoing);
   DeliverPending();
