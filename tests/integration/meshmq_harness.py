@@ -13,6 +13,10 @@ Which broker runs:
     translated to a mosquitto.conf. Tests of deliberate meshmq-only behaviour are decorated
     with @meshmq_only(reason) and are skipped in this mode only.
 
+Clusters: every meshmqd listens for peers on 127.0.0.1 port 0 (--cluster_listen) unless a test
+says otherwise, so single-node tests never meet each other; Cluster starts several nodes that
+peer with each other, and ClusterTestCase gives tests one (see both below).
+
 Nothing sleeps "long enough": positive checks poll with wait_for() under a deadline. Negative
 checks ("X never arrives") publish a sentinel after X from the same publisher and assert that
 the sentinel arrives alone; where no sentinel can pass (a full in-flight window), a PINGREQ
@@ -138,6 +142,37 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stable_free_port(exclude=()):
+    """A free 127.0.0.1 port outside the kernel's ephemeral range, for a listener whose port must
+    be known before it starts (a cluster node's, given to the others as a seed): ports bound to 0
+    and outgoing connections take ephemeral ports, so they cannot take it in the meantime."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(v) for v in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    ranges = [(a, b) for a, b in ((10000, low - 1), (high + 1, 65535)) if b - a >= 1000]
+    if not ranges:
+        return free_port()
+    for _ in range(1000):
+        a, b = ranges[secrets.randbelow(len(ranges))]
+        port = a + secrets.randbelow(b - a + 1)
+        if port in exclude:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port outside the ephemeral range")
+
+
+# meshmqd's cluster flags: ignored (with a single node) in the Mosquitto reference mode.
+CLUSTER_FLAGS = ("cluster_listen", "peers", "peers_dns", "cluster_advertise",
+                 "cluster_heartbeat_interval", "cluster_peer_timeout", "cluster_max_pending_bytes")
+
+
 def _duration_seconds(value):
     """'500ms' / '2s' / '1m' / plain number of seconds -> float seconds."""
     text = str(value).strip()
@@ -151,6 +186,8 @@ def _duration_seconds(value):
 def _flag_value(value):
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):  # absl list flags, e.g. --peers=a:1,b:2
+        return ",".join(str(v) for v in value)
     return str(value)
 
 
@@ -162,6 +199,9 @@ class Broker:
     kind="mosquitto" forces a Mosquitto broker (for file-compatibility checks).
     data_dir: meshmqd's --data_dir (default: <its temp dir>/data, created here); pass another
     broker's data_dir to run a second meshmqd on the same store.
+    node_id: meshmqd's --node_id (default: the broker's name). cluster_listen: its
+    --cluster_listen (default 127.0.0.1:0, never the 0.0.0.0:7883 meshmqd would bind, so brokers
+    do not meet by accident); cluster_port is the port it reported listening on.
     """
 
     _counter = 0
@@ -178,10 +218,27 @@ class Broker:
         self.previous_logs = []  # stderr of the processes before each restart()
         Broker._counter += 1
         self.name = "it%d-%d" % (os.getpid(), Broker._counter)
+        self.node_id = self.flags.pop("node_id", None) or self.name
+        self.cluster_listen_port = 0  # the default --cluster_listen's port; restart() keeps it
+        self._cluster_port = None
         self.dir = tempfile.mkdtemp(prefix="meshmq-it-")
         self._own_data_dir = data_dir is None
         self.data_dir = os.path.join(self.dir, "data") if data_dir is None else data_dir
         self.listen_port = 0  # meshmqd's --mqtt_listen port; restart() keeps the previous one
+
+    CLUSTER_LISTENING = re.compile(r"listening on cluster (\S+):(\d+)")
+
+    @property
+    def cluster_port(self):
+        """The port meshmqd said its cluster listener is on ("listening on cluster HOST:PORT"),
+        None if it has not said so (yet), or for Mosquitto."""
+        if self._cluster_port is None and self.stderr is not None and self.kind == "meshmqd":
+            for line in self.stderr.snapshot():
+                match = self.CLUSTER_LISTENING.search(line)
+                if match:
+                    self._cluster_port = int(match.group(2))
+                    break
+        return self._cluster_port
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -200,6 +257,7 @@ class Broker:
             argv = self._mosquitto_argv()
             pattern = re.compile(r"mosquitto version \S+ running")
         self._spawn(argv)
+        self._cluster_port = None
         deadline = time.monotonic() + timeout
         while True:
             for line in self.stderr.snapshot():
@@ -224,7 +282,9 @@ class Broker:
         if self._own_data_dir:
             os.makedirs(self.data_dir, exist_ok=True)
         argv = [meshmqd_path(), "--mqtt_listen=%s:%d" % (HOST, self.listen_port),
-                "--data_dir=%s" % self.data_dir, "--node_id=%s" % self.name]
+                "--data_dir=%s" % self.data_dir, "--node_id=%s" % self.node_id]
+        if "cluster_listen" not in self.flags:
+            argv.append("--cluster_listen=%s:%d" % (HOST, self.cluster_listen_port))
         for key, value in self.flags.items():
             argv.append("--%s=%s" % (key, _flag_value(value)))
         return argv
@@ -253,7 +313,7 @@ class Broker:
             lines.append("sys_interval %d" % (0 if seconds == 0 else max(1, round(seconds))))
         # Tests depending on these are meshmq-only; the flags only shape meshmqd's class broker.
         for ignored in ("workers", "node_id", "data_dir", "max_output_buffer",
-                        "max_subscriptions", "response_information"):
+                        "max_subscriptions", "response_information") + CLUSTER_FLAGS:
             flags.pop(ignored, None)
         # Mosquitto has no configurable CONNECT timeout; tests that need it are meshmq-only.
         flags.pop("connect_timeout", None)
@@ -273,9 +333,9 @@ class Broker:
 
     def restart(self, kill=True, timeout=10.0):
         """Stops meshmqd (SIGKILL, or SIGTERM and a graceful exit with kill=False) and starts
-        it again with the same flags, data dir and port, so clients reconnect where they were.
-        The old process's exit code is left in returncode (-9 after a kill), its log in
-        previous_logs."""
+        it again with the same flags, data dir, node id and ports (MQTT and cluster), so clients
+        and peers reconnect where they were. The old process's exit code is left in returncode
+        (-9 after a kill), its log in previous_logs. A broker already stopped is just started."""
         if self.kind != "meshmqd":
             raise ValueError("restart() is for meshmqd (persistence); Mosquitto runs without")
         if kill:
@@ -286,6 +346,8 @@ class Broker:
         self.stderr.join()
         self.previous_logs.append(self.stderr.text())
         self.listen_port = self.port
+        if self.cluster_port is not None:
+            self.cluster_listen_port = self.cluster_port
         return self.start(timeout)
 
     def start_expecting_failure(self, timeout=10.0):
@@ -506,6 +568,347 @@ class BrokerTestCase(unittest.TestCase):
         c.send(puback(mid))
         c.send(disconnect())
         c.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Clusters
+# ---------------------------------------------------------------------------------------------
+
+
+class Cluster:
+    """Several meshmqd nodes on 127.0.0.1 that act as one broker.
+
+    Node i is a Broker (cluster[i]) with node id <name>-n<i>, its own data dir, a cluster port
+    chosen before any node starts (so each can be given the others as --peers seeds) and kept
+    across restarts, and flags: DEFAULT_FLAGS (fast heartbeats, so a lost peer is noticed in
+    about a second; $SYS every second), then the flags given here, then node_flags[i]. Each
+    node's --peers are all the others, or the nodes listed in seeds[i] (indices; [] for none).
+
+    Membership is read from the nodes' logs: "meshmqd: cluster: peer <id> up|down". A node says
+    "up" once its link to the peer is up and it holds the peer's routes and retained messages, so
+    wait_formed() (every running node says "up" for every other) means any node can route to any
+    other. Stopping, killing, freezing, starting or restarting a node marks the others' logs, so
+    that the next wait_peer_down()/wait_formed() only counts what they say about it after that.
+
+    Cluster(3).start().wait_formed(); ...; cluster.stop() (which raises on sanitizer reports).
+    """
+
+    DEFAULT_FLAGS = {"cluster_heartbeat_interval": "100ms", "cluster_peer_timeout": "1s",
+                     "sys_interval": "1s"}
+    FORM_TIMEOUT = 15.0
+    PEER_LINE = re.compile(r"meshmqd: cluster: peer (\S+) (up|down)\s*$")
+    _counter = 0
+
+    def __init__(self, n=3, name=None, node_flags=None, seeds=None, **flags):
+        if IS_REFERENCE:
+            raise unittest.SkipTest("a cluster needs meshmqd")
+        Cluster._counter += 1
+        self.name = name or "cl%d-%d" % (os.getpid(), Cluster._counter)
+        self.flags = dict(self.DEFAULT_FLAGS, **flags)
+        self.nodes = []
+        self._state = []  # per node: "new", "running", "stopped" or "frozen"
+        self._marks = {}  # (observer, peer) -> lines of observer's log written before the mark
+        ports = []
+        for _ in range(n):
+            ports.append(stable_free_port(exclude=ports))
+        for i, port in enumerate(ports):
+            peers = [j for j in range(n) if j != i] if seeds is None else seeds.get(i, [])
+            self._new_node(port, ["%s:%d" % (HOST, ports[j]) for j in peers],
+                           (node_flags or {}).get(i, {}))
+
+    def _new_node(self, port, seeds, flags):
+        index = len(self.nodes)
+        node_flags = dict(self.flags, **flags)
+        if seeds and "peers" not in node_flags:
+            node_flags["peers"] = seeds
+        node_flags["node_id"] = "%s-n%d" % (self.name, index)
+        node_flags["cluster_listen"] = "%s:%d" % (HOST, port)
+        node = Broker(**node_flags)
+        node.cluster_address = node_flags["cluster_listen"]
+        self.nodes.append(node)
+        self._state.append("new")
+        return node
+
+    def __getitem__(self, index):
+        return self.nodes[index]
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def index(self, node):
+        return node if isinstance(node, int) else self.nodes.index(node)
+
+    @property
+    def peer_timeout(self):
+        """--cluster_peer_timeout in seconds."""
+        return _duration_seconds(self.flags.get("cluster_peer_timeout", "3s"))
+
+    def running(self):
+        """Indices of the nodes that should be running (not stopped or frozen)."""
+        return [i for i, state in enumerate(self._state) if state == "running"]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, timeout=10.0):
+        """Starts every node not started yet (each up to its MQTT listener); returns self."""
+        for i, node in enumerate(self.nodes):
+            if self._state[i] == "new":
+                node.start(timeout)
+                self._state[i] = "running"
+        return self
+
+    def add_node(self, timeout=10.0, **flags):
+        """Starts one more node, seeded with the running nodes only (they learn of it when it
+        dials them); returns its Broker. wait_formed() waits for it to be up everywhere."""
+        port = stable_free_port(exclude=[int(n.cluster_address.rsplit(":", 1)[1])
+                                         for n in self.nodes])
+        seeds = [self.nodes[i].cluster_address for i in self.running()]
+        node = self._new_node(port, seeds, flags)
+        self._mark(len(self.nodes) - 1)
+        node.start(timeout)
+        self._state[-1] = "running"
+        return node
+
+    def stop_node(self, node, timeout=10.0):
+        """SIGTERM; returns the exit code (None if it had to be killed). Data dir and ports are
+        kept for start_node()."""
+        i = self.index(node)
+        self._thaw_if_frozen(i)
+        self._mark(i)
+        self._state[i] = "stopped"
+        return self.nodes[i].terminate(timeout)
+
+    def kill_node(self, node):
+        """SIGKILL: a crash, as far as the peers can tell."""
+        i = self.index(node)
+        self._mark(i)
+        self._state[i] = "stopped"  # SIGKILL ends a frozen process too
+        self.nodes[i].kill()
+
+    def start_node(self, node, timeout=10.0):
+        """Starts a stopped node again with its flags, data dir, node id and ports."""
+        i = self.index(node)
+        if self._state[i] != "stopped":
+            raise ValueError("node %d is %s, not stopped" % (i, self._state[i]))
+        self._mark(i)  # what the others said about its previous run no longer counts
+        self.nodes[i].restart(kill=True, timeout=timeout)  # already stopped: only starts it
+        self._state[i] = "running"
+        return self.nodes[i]
+
+    def restart_node(self, node, kill=False, timeout=10.0):
+        """SIGTERM (or SIGKILL with kill=True), then start again on the same data dir and ports.
+        The old exit code is left in cluster[i].returncode."""
+        if kill:
+            self.kill_node(node)
+        else:
+            self.stop_node(node)
+        return self.start_node(node, timeout)
+
+    def freeze(self, node):
+        """SIGSTOP: the node holds its connections open but answers nothing."""
+        i = self.index(node)
+        self._mark(i)
+        self._state[i] = "frozen"
+        self.nodes[i].signal(signal.SIGSTOP)
+
+    def thaw(self, node):
+        """SIGCONT after freeze(). No mark: a freeze shorter than the peer timeout may pass
+        unnoticed, so wait_peer_down() first for wait_formed() to wait for the peers taking the
+        node back."""
+        self._thaw_if_frozen(self.index(node))
+
+    def _thaw_if_frozen(self, i):
+        if self._state[i] == "frozen":
+            if self.nodes[i].running():
+                self.nodes[i].signal(signal.SIGCONT)
+            self._state[i] = "running"
+
+    def stop(self):
+        """Idempotent cleanup: stops every node and deletes its directory. Raises, once all are
+        stopped, if a node's log holds a sanitizer report."""
+        errors = []
+        for i, node in enumerate(self.nodes):
+            self._thaw_if_frozen(i)
+            self._state[i] = "stopped"
+            try:
+                node.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    # -- membership, from the logs ----------------------------------------------------------
+
+    def _mark(self, i):
+        """From now on, only what the other nodes log after this counts about node i."""
+        for j, observer in enumerate(self.nodes):
+            if j != i and observer.stderr is not None:
+                self._marks[(j, i)] = (observer.stderr, len(observer.stderr.snapshot()))
+
+    def peer_view(self, observer, peer):
+        """What node `observer` last said about node `peer` since the last mark: "up", "down"
+        or None."""
+        j, i = self.index(observer), self.index(peer)
+        node = self.nodes[j]
+        if node.stderr is None:
+            return None
+        lines = node.stderr.snapshot()
+        collector, start = self._marks.get((j, i), (None, 0))
+        if collector is not node.stderr:
+            start = 0  # the observer restarted since the mark: its whole (new) log counts
+        view = None
+        for line in lines[start:]:
+            match = self.PEER_LINE.search(line)
+            if match and match.group(1) == self.nodes[i].node_id:
+                view = match.group(2)
+        return view
+
+    def _missing(self, want, pairs):
+        return ["%s says %s is %s" % (self.nodes[j].node_id, self.nodes[i].node_id,
+                                      self.peer_view(j, i) or "unknown")
+                for j, i in pairs if self.peer_view(j, i) != want]
+
+    def _fail_with_logs(self, what, missing):
+        tails = "\n".join("--- %s (%s):\n%s" % (node.node_id, self._state[i], node.log_tail(15))
+                          for i, node in enumerate(self.nodes))
+        raise AssertionError("%s: %s\n%s" % (what, "; ".join(missing), tails))
+
+    def formed(self):
+        """True when every running node says every other running node is up."""
+        nodes = self.running()
+        return not self._missing("up", [(j, i) for j in nodes for i in nodes if i != j])
+
+    def wait_formed(self, timeout=None):
+        """Waits until every running node says "peer X up" for every other running node (after
+        the last stop/restart/freeze of X); fails naming the pairs that are not."""
+        timeout = self.FORM_TIMEOUT if timeout is None else timeout
+        nodes = self.running()
+        pairs = [(j, i) for j in nodes for i in nodes if i != j]
+        try:
+            wait_for(lambda: not self._missing("up", pairs), timeout, interval=0.02)
+        except AssertionError:
+            self._fail_with_logs("cluster not formed within %.0fs" % timeout,
+                                 self._missing("up", pairs))
+        self._check_running()
+        return self
+
+    def wait_peer_down(self, node, timeout=None):
+        """Waits until every other running node says "peer X down" for node X (after it was
+        stopped/frozen). The default deadline is --cluster_peer_timeout plus TIMEOUT."""
+        i = self.index(node)
+        if timeout is None:
+            timeout = self.peer_timeout + TIMEOUT
+        pairs = [(j, i) for j in self.running() if j != i]
+        try:
+            wait_for(lambda: not self._missing("down", pairs), timeout, interval=0.02)
+        except AssertionError:
+            self._fail_with_logs("%s not marked down within %.1fs" % (
+                self.nodes[i].node_id, timeout), self._missing("down", pairs))
+
+    def _check_running(self):
+        dead = self.dead()
+        if dead:
+            self._fail_with_logs("node exited", ["%s exited with %s" % (
+                self.nodes[i].node_id, self.nodes[i].proc.returncode) for i in dead])
+
+    def dead(self):
+        """Indices of nodes that should be running or frozen but have exited."""
+        return [i for i, state in enumerate(self._state)
+                if state in ("running", "frozen") and not self.nodes[i].running()]
+
+
+@meshmq_only("runs a cluster of meshmqd nodes")
+class ClusterTestCase(BrokerTestCase):
+    """Tests against a Cluster. cluster_size > 0: one cluster of that many nodes (with
+    cluster_flags) shared by the tests of the class, for tests that leave the nodes running;
+    cluster_size = 0: each test that needs one calls start_cluster(n, **flags), for tests that
+    stop, kill, freeze or add nodes. Either way self.cluster is the cluster, stopped (and
+    checked for sanitizer reports) at the end; a node that exited unexpectedly fails the test.
+
+    The BrokerTestCase helpers take node=i (an index, or a Broker) for the node to connect to:
+    self.client(node=1), self.raw_v5(node=2), self.sys(1) (a SysWatcher on node 1),
+    self.mosquitto_pub(..., node=2)."""
+
+    cluster_size = 3
+    cluster_flags = {}
+    cluster = None
+
+    @classmethod
+    def setUpClass(cls):
+        super(BrokerTestCase, cls).setUpClass()  # no single class-wide broker
+        cls.broker = None
+        if cls.cluster_size:
+            cluster = Cluster(cls.cluster_size, **cls.cluster_flags)
+            cls.addClassCleanup(cluster.stop)
+            cls.cluster = cluster
+            cluster.start().wait_formed()
+
+    def setUp(self):
+        self._clusters = []
+        self.addCleanup(self._stop_clusters)  # after _check_broker_alive (cleanups are LIFO)
+        super().setUp()
+
+    def _stop_clusters(self):
+        errors = []
+        for cluster in self._clusters:
+            try:
+                cluster.stop()
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def start_cluster(self, n=3, formed=True, **flags):
+        """This test's own cluster (self.cluster), started and, unless formed=False, formed."""
+        cluster = Cluster(n, **flags)
+        self._clusters.append(cluster)
+        self.cluster = cluster
+        cluster.start()
+        if formed:
+            cluster.wait_formed()
+        return cluster
+
+    def _check_broker_alive(self):
+        if self.cluster is not None and self.cluster.dead():
+            self.cluster._check_running()
+
+    # -- helpers bound to a node ------------------------------------------------------------
+
+    def node(self, node=0):
+        return node if isinstance(node, Broker) else self.cluster[node]
+
+    @property
+    def port(self):
+        return self.cluster[0].port
+
+    def client(self, node=0, broker=None, **kwargs):
+        return super().client(broker=broker or self.node(node), **kwargs)
+
+    def raw(self, node=0, broker=None, **kwargs):
+        return super().raw(broker=broker or self.node(node), **kwargs)
+
+    def raw_connected(self, client_id=None, node=0, broker=None, **connect_kwargs):
+        return super().raw_connected(client_id, broker=broker or self.node(node),
+                                     **connect_kwargs)
+
+    def raw_v5(self, client_id=None, node=0, broker=None, **kwargs):
+        return super().raw_v5(client_id, broker=broker or self.node(node), **kwargs)
+
+    def sys(self, node=0):
+        """A SysWatcher on that node ($SYS is each node's own)."""
+        return SysWatcher(self, broker=self.node(node))
+
+    def mosquitto_sub(self, *args, node=0):
+        return CliProcess(self, [MOSQUITTO_SUB, "-h", HOST, "-p", str(self.node(node).port)] +
+                          list(args))
+
+    def mosquitto_pub(self, *args, node=0):
+        result = run_tool([MOSQUITTO_PUB, "-h", HOST, "-p", str(self.node(node).port)] +
+                          list(args))
+        self.assertEqual(result.returncode, 0, result.stderr.decode())
 
 
 def connack_rc(port, client_id=None, **connect_kwargs):
@@ -1375,6 +1778,18 @@ class SysWatcher:
             return value is not None and value >= minimum
         wait_for(reached, timeout, message="$SYS/broker/counters/%s did not reach %d (last %r)" %
                  (name, minimum, self.counter(name)))
+
+    def fresh_counter(self, name, timeout=TIMEOUT):
+        """The counter's value in the first periodic publication received after this call (not
+        the retained copy a new watcher gets first, which can be one --sys_interval old): it
+        includes everything the node counted before the call."""
+        topic = "$SYS/broker/counters/" + name
+        seen = len(self.client.received(topic))
+
+        def fresh():
+            return next((m for m in self.client.received(topic)[seen:] if not m.retain), None)
+        return int(wait_for(fresh, timeout, message="no fresh $SYS/broker/counters/%s" %
+                            name).payload)
 
     def counter_now(self, name, timeout=TIMEOUT):
         wait_for(lambda: self.counter(name) is not None, timeout,
