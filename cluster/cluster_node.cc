@@ -42,7 +42,11 @@ class Tally {
 }  // namespace
 
 ClusterNode::ClusterNode(Broker* broker, TransportConfig config)
-    : broker_(broker), node_id_(config.node_id), transport_(std::move(config), this) {}
+    : broker_(broker),
+      node_id_(config.node_id),
+      // A link that takes longer than the peer timeout to deliver is declared down anyway.
+      move_grace_ms_(std::max<int64_t>(1000, absl::ToInt64Milliseconds(config.peer_timeout))),
+      transport_(std::move(config), this) {}
 
 ClusterNode::~ClusterNode() { Stop(); }
 
@@ -364,6 +368,9 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
         ApplyRetained(change);
       }
       break;
+    case Frame::kDeliver:
+      OnDeliver(frame.deliver());
+      break;
     default:  // Barrier, and kinds a newer node may send
       break;
   }
@@ -375,12 +382,18 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
 bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
                               std::function<void(std::optional<storage::LoadedSession>)> done) {
   if (transport_.UpPeers().empty()) return false;
+  if (!clean_start) {
+    const int64_t now_ms = MonotonicMillis();
+    absl::MutexLock lock(&moves_mu_);
+    absl::erase_if(moves_in_, [now_ms](const auto& entry) { return entry.second.until_ms < now_ms; });
+    moves_in_[client_id] = IncomingMove{{}, false, now_ms + 2 * move_grace_ms_};
+  }
   TakeSessionRequest request;
   request.set_client_id(client_id);
   request.set_clean_start(clean_start);
   request.set_node_id(node_id_);
   transport_.TakeSessionFromPeers(
-      request, [client_id, done = std::move(done)](std::vector<TakeSessionReply> replies) {
+      request, [this, client_id, done = std::move(done)](std::vector<TakeSessionReply> replies) {
         // A client id lives on one node at a time, so at most one reply has a session; should
         // two (after a partition), the one whose client left last is the one it knows.
         std::optional<storage::LoadedSession> moved;
@@ -403,6 +416,10 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
             moved->inbound_qos2.push_back(static_cast<uint16_t>(packet_id));
           }
         }
+        if (!moved) {  // nothing moves here: nothing to wait for
+          absl::MutexLock lock(&moves_mu_);
+          moves_in_.erase(client_id);
+        }
         done(std::move(moved));
       });
   return true;
@@ -411,7 +428,7 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
 void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionReply* reply,
                                 std::function<void()> done) {
   broker_->HandOverSession(
-      request.client_id(), request.clean_start(),
+      request.client_id(), request.clean_start(), request.node_id(),
       [reply, done = std::move(done)](std::optional<storage::LoadedSession> exported) {
         if (exported) {
           reply->set_had_session(true);
@@ -428,6 +445,52 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
         }
         done();
       });
+}
+
+void ClusterNode::DeliverTo(const std::string& node, const std::string& client_id,
+                            const QueuedMessage& queued) {
+  Frame frame;
+  Deliver* deliver = frame.mutable_deliver();
+  deliver->set_client_id(client_id);
+  *deliver->mutable_queued() = Persistence::ToRecord(queued);
+  // Not droppable: the message was acknowledged to its publisher when it reached this node.
+  if (transport_.Send(node, std::move(frame), nullptr, /*droppable=*/false) !=
+      Transport::SendResult::kQueued) {
+    broker_->counters().cluster_forward_dropped.Increment();
+  }
+}
+
+void ClusterNode::OnDeliver(const Deliver& deliver) {
+  QueuedMessage queued = Persistence::FromRecord(deliver.queued());
+  if (queued.message == nullptr) return;
+  absl::MutexLock lock(&moves_mu_);
+  auto it = moves_in_.find(deliver.client_id());
+  if (it != moves_in_.end() && !it->second.imported) {
+    // The session is still on its way (the hand-over reply and this frame took different
+    // paths): it gets this once it is in place.
+    if (it->second.early.size() < kMaxEarlyDeliveries) {
+      it->second.early.push_back(std::move(queued));
+    } else {
+      broker_->counters().cluster_forward_dropped.Increment();
+    }
+    return;
+  }
+  if (!broker_->DeliverToSession(deliver.client_id(), std::move(queued))) {
+    broker_->counters().cluster_forward_dropped.Increment();
+  }
+}
+
+void ClusterNode::SessionImported(const std::string& client_id) {
+  // Under the lock, so a Deliver frame arriving meanwhile queues behind these.
+  absl::MutexLock lock(&moves_mu_);
+  auto it = moves_in_.find(client_id);
+  if (it == moves_in_.end()) return;
+  it->second.imported = true;
+  // Duplicates of what the session brought along are dropped by its move dedup.
+  for (QueuedMessage& queued : it->second.early) {
+    broker_->DeliverToSession(client_id, std::move(queued));
+  }
+  it->second.early.clear();
 }
 
 }  // namespace meshmq::cluster

@@ -64,6 +64,10 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void Shutdown() override { Stop(); }
   bool TakeSession(const std::string& client_id, bool clean_start,
                    std::function<void(std::optional<storage::LoadedSession>)> done) override;
+  void DeliverTo(const std::string& node, const std::string& client_id,
+                 const QueuedMessage& queued) override;
+  void SessionImported(const std::string& client_id) override;
+  int64_t move_grace_ms() const override { return move_grace_ms_; }
 
   // Transport::Handler
   void OnOutboundUp(const std::string& peer, std::vector<Frame>* snapshot) override;
@@ -101,6 +105,21 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
 
   absl::Mutex durable_mu_;
   std::multimap<uint64_t, std::function<void()>> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
+
+  // A Deliver frame for `client_id` (a session on its way here).
+  void OnDeliver(const Deliver& deliver);
+
+  const int64_t move_grace_ms_;
+  // Sessions this node asked its peers for (TakeSession) and has not imported yet: what their
+  // old node forwarded before they were in place waits here (at most kMaxEarlyDeliveries each).
+  static constexpr size_t kMaxEarlyDeliveries = 10000;
+  struct IncomingMove {
+    std::vector<QueuedMessage> early;
+    bool imported = false;
+    int64_t until_ms = 0;
+  };
+  absl::Mutex moves_mu_;
+  absl::flat_hash_map<std::string, IncomingMove> moves_in_ ABSL_GUARDED_BY(moves_mu_);
 
   struct PeerState {
     bool outbound = false;  // our link to it is up

@@ -350,25 +350,40 @@ size_t Broker::DeliverForwarded(const MessagePtr& message, bool ordinary,
 }
 
 void Broker::HandOverSession(const std::string& client_id, bool clean_start,
+                             const std::string& to_node,
                              std::function<void(std::optional<storage::LoadedSession>)> done) {
   std::shared_ptr<Session> session = sessions_.Find(client_id);
   if (session == nullptr) {
     done(std::nullopt);
     return;
   }
-  auto finish = std::make_shared<std::function<void()>>([this, client_id, clean_start,
+  auto finish = std::make_shared<std::function<void()>>([this, client_id, clean_start, to_node,
                                                           done = std::move(done)] {
     // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
     MessagePtr will = CancelWill(client_id);
     std::shared_ptr<Session> moving = sessions_.Extract(client_id);
-    if (moving == nullptr || clean_start) {
+    if (moving == nullptr || clean_start || cluster_ == nullptr) {
       if (moving != nullptr) DiscardSession(moving);
       if (will != nullptr) PublishWill(will);
       done(std::nullopt);
       return;
     }
-    storage::LoadedSession exported = moving->DiscardAndExport(
-        [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+    // The session object stays in the routing index for a while as a stand-in: messages that
+    // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
+    // follow it to its new node.
+    storage::LoadedSession exported = moving->ExportAndForwardTo(
+        [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
+          cluster->DeliverTo(to_node, client_id, queued);
+        });
+    {
+      absl::MutexLock lock(&moved_mu_);
+      MovedStandIn& moved = moved_out_[client_id];
+      if (moved.stand_in != nullptr) {
+        moved.stand_in->Discard(
+            [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+      }
+      moved = MovedStandIn{moving, MonotonicMillis() + cluster_->move_grace_ms()};
+    }
     done(std::move(exported));
   });
   if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
@@ -387,6 +402,38 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
   (*finish)();
 }
 
+void Broker::DropMovedStandIn(const std::string& client_id) {
+  absl::MutexLock lock(&moved_mu_);
+  auto it = moved_out_.find(client_id);
+  if (it == moved_out_.end()) return;
+  it->second.stand_in->Discard(
+      [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  moved_out_.erase(it);
+}
+
+bool Broker::DeliverToSession(const std::string& client_id, QueuedMessage queued) {
+  std::shared_ptr<Session> session = sessions_.Find(client_id);
+  if (session == nullptr || session->discarded()) return false;
+  Deliver(*session, std::move(queued));
+  return true;
+}
+
+uint64_t Broker::NewMessageId() {
+  if (cluster_ == nullptr) return 0;
+  // Unique per node without a shared counter: each thread numbers its own messages under a
+  // per-thread prefix; SplitMix64's finaliser (a bijection) then spreads them, seeded by the
+  // node id, so ids of different nodes collide only by chance (2^-64 per pair).
+  static std::atomic<uint64_t> next_thread{0};
+  thread_local const uint64_t thread_prefix = (next_thread.fetch_add(1) + 1) << 40;
+  thread_local uint64_t counter = 0;
+  static const uint64_t node_seed = std::hash<std::string>{}(config_.node_id);
+  uint64_t z = node_seed + (thread_prefix | (++counter & ((uint64_t{1} << 40) - 1)));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return z == 0 ? 1 : z;
+}
+
 void Broker::ImportSession(const storage::LoadedSession& loaded) {
   if (std::shared_ptr<Session> stale = sessions_.Extract(loaded.client_id)) {
     stale->Discard([&](const std::string& filter) { EraseFromIndex(filter, loaded.client_id); });
@@ -396,6 +443,15 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
     InsertIntoIndex(session, filter, options);
   }
   session->JournalEverything();
+  if (cluster_ != nullptr) {
+    // Copies of what it brought along may still arrive through its old node's stand-in.
+    std::vector<uint64_t> ids;
+    for (const storage::LoadedSession::Message& m : loaded.messages) {
+      ids.push_back(m.queued.message().id());
+    }
+    session->StartMoveDedup(ids, MonotonicMillis() + 2 * cluster_->move_grace_ms());
+    cluster_->SessionImported(loaded.client_id);
+  }
   counters_.cluster_sessions_moved.Increment();
 }
 
@@ -492,6 +548,15 @@ void Broker::PublishWill(const MessagePtr& will) {
 }
 
 void Broker::Housekeeping(int64_t now_ms) {
+  {
+    absl::MutexLock lock(&moved_mu_);
+    absl::erase_if(moved_out_, [&](auto& entry) {
+      if (entry.second.until_ms > now_ms) return false;
+      entry.second.stand_in->Discard(
+          [&](const std::string& filter) { EraseFromIndex(filter, entry.first); });
+      return true;
+    });
+  }
   for (const std::shared_ptr<Session>& session : sessions_.ExpireDue(now_ms)) {
     counters_.sessions_expired.Increment();
     DiscardSession(session);

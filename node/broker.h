@@ -115,8 +115,17 @@ class Broker {
   // Another node got a CONNECT for `client_id`: ends this node's session of it, closing its live
   // connection first (will published, MQTT 5 DISCONNECT 0x8E). `done` (any thread) gets what
   // the session held, unless `clean_start` or there was none.
-  void HandOverSession(const std::string& client_id, bool clean_start,
+  // Until the move's grace period ends, messages for the moved session that still reach this
+  // node go on to `to_node`.
+  void HandOverSession(const std::string& client_id, bool clean_start, const std::string& to_node,
                        std::function<void(std::optional<storage::LoadedSession>)> done);
+  // Ends the stand-in of a session that moved away from here (its client came back).
+  void DropMovedStandIn(const std::string& client_id);
+  // Queues `queued` on the session of `client_id` (a message its old node forwarded after it
+  // moved here). False if there is no such session.
+  bool DeliverToSession(const std::string& client_id, QueuedMessage queued);
+  // A fresh message id (Message::id) in a cluster, 0 on a node on its own.
+  uint64_t NewMessageId();
   // Adds a session that moved here from another node (offline, replacing any left here) with
   // its subscriptions, and writes it to the store.
   void ImportSession(const storage::LoadedSession& loaded);
@@ -191,6 +200,13 @@ class Broker {
   SharedSubscriptions shared_;
   // Shared memberships, so publishes skip the shared index while nobody uses it.
   std::atomic<int64_t> shared_memberships_{0};
+  // Sessions that moved to another node, standing in for them for a while (HandOverSession).
+  struct MovedStandIn {
+    std::shared_ptr<Session> stand_in;
+    int64_t until_ms = 0;
+  };
+  absl::Mutex moved_mu_;
+  absl::flat_hash_map<std::string, MovedStandIn> moved_out_ ABSL_GUARDED_BY(moved_mu_);
   struct PendingWill {
     MessagePtr message;
     int64_t publish_at_ms = 0;

@@ -16,6 +16,7 @@
 
 #include "node/message.h"
 #include "node/retained_store.h"
+#include "node/session.h"
 #include "storage/store.h"
 
 namespace meshmq {
@@ -58,6 +59,17 @@ class ClusterHooks {
   // `done`, when no peer is up.
   virtual bool TakeSession(const std::string& client_id, bool clean_start,
                            std::function<void(std::optional<storage::LoadedSession>)> done) = 0;
+
+  // A session moved from this node to `node`: a message that still reaches this node for it
+  // (published before every peer knew of the move) goes there, for `client_id`'s session.
+  virtual void DeliverTo(const std::string& node, const std::string& client_id,
+                         const QueuedMessage& queued) = 0;
+  // The session of `client_id` arrived here (Broker::ImportSession): what its old node
+  // forwarded before it was in place can be delivered now.
+  virtual void SessionImported(const std::string& client_id) = 0;
+  // How long, in ms, a moved session is followed on its old node (messages forwarded after it)
+  // and on its new one (copies that arrive twice dropped).
+  virtual int64_t move_grace_ms() const = 0;
 
   // The store made everything up to `durable` durable (called on the store's writer thread).
   virtual void OnDurable(uint64_t durable) = 0;

@@ -481,6 +481,7 @@ MessagePtr Connection::WillMessage() const {
   message->payload = will_->payload;
   message->qos = will_->qos;
   message->retain = will_->retain;
+  message->id = broker_->NewMessageId();
   codec::Properties properties = *will_->properties;
   properties.will_delay_interval.reset();
   if (properties.message_expiry_interval) {

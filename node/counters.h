@@ -53,6 +53,8 @@ struct Counters {
   Counter cluster_shared_undeliverable;  // forwarded to this node for a shared group that had no member here any more
   Counter cluster_retained_received;  // retained changes applied from peers
   Counter cluster_sessions_moved;  // sessions taken over from another node
+  Counter cluster_move_forwarded;  // messages for a session that moved away, sent after it
+  Counter cluster_move_duplicates;  // copies a session that just moved here got twice, dropped
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>
@@ -88,6 +90,8 @@ struct Counters {
     fn("cluster_shared_undeliverable", cluster_shared_undeliverable.value());
     fn("cluster_retained_received", cluster_retained_received.value());
     fn("cluster_sessions_moved", cluster_sessions_moved.value());
+    fn("cluster_move_forwarded", cluster_move_forwarded.value());
+    fn("cluster_move_duplicates", cluster_move_duplicates.value());
   }
 };
 

@@ -236,6 +236,7 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
                                std::optional<storage::LoadedSession> moved) {
   const uint64_t ticket_before = Persistence::ThreadTicket();
   const BrokerConfig& config = broker_->config();
+  if (broker_->cluster() != nullptr) broker_->DropMovedStandIn(connect.client_id);
   if (moved && !connect.clean_session) broker_->ImportSession(*moved);
 
   SessionStore::AttachResult attach = broker_->sessions().Attach(

@@ -131,6 +131,7 @@ void Connection::HandlePublish(codec::Publish& publish) {
     message->payload = std::move(publish.payload);
     message->qos = publish.qos;
     message->retain = publish.retain;
+    message->id = broker_->NewMessageId();
     // The decoded properties move into the message as they are; no copy, and nothing at all
     // for a PUBLISH without properties (every 3.1.1 one).
     if (!publish.properties.empty()) {

@@ -25,6 +25,9 @@ struct Message {
   // Subscription Identifiers or Message Expiry Interval, which are per hop). Null when there are
   // none, which is every 3.1.1 message: they cost one pointer.
   std::unique_ptr<const codec::Properties> properties;
+  // In a cluster, an id unique across the nodes, given where the message was published; it lets
+  // a session that just moved between nodes drop a copy that reached it by two paths. 0: none.
+  uint64_t id = 0;
 
   bool expired(int64_t now_ms) const { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
   // The Message Expiry Interval to send at `now_ms`: what is left, rounded up to whole seconds.

@@ -37,6 +37,7 @@ storage::StoredMessage Persistence::ToRecord(const Message& message) {
   if (message.properties && !message.properties->empty()) {
     codec::EncodePropertyBlock(*message.properties, record.mutable_properties());
   }
+  record.set_id(message.id);
   return record;
 }
 
@@ -58,6 +59,7 @@ MessagePtr Persistence::FromRecord(const storage::StoredMessage& record) {
       message->properties = std::make_unique<const codec::Properties>(std::move(properties));
     }
   }
+  message->id = record.id();
   return message;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "node/event_loop.h"
 #include "node/persistence.h"
 #include "storage/store.h"
 
@@ -75,6 +76,7 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
   queued.may_expire = queued.message->expires_at_ms != 0;
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
+  if (move_ && TakenByMoveLocked(queued, counters)) return std::nullopt;
   if (!owner_ && queued.qos == 0) return std::nullopt;
   // A persistent session's QoS 1/2 messages go to the store, in queue order (the seq), before
   // anyone can take them out of the queue: the owner's delete can never overtake this put.
@@ -472,6 +474,47 @@ void Session::JournalEverything() {
     for (uint16_t packet_id : *inbound_qos2_) batch.PutInboundQos2(client_id_, packet_id);
   }
   persistence_->Submit(std::move(batch));
+}
+
+storage::LoadedSession Session::ExportAndForwardTo(Forwarder forward) {
+  absl::MutexLock lock(&mu_);
+  storage::LoadedSession exported = ExportLocked();
+  // What was exported now lives on the other node.
+  pending_.reset();
+  pending_qos0_ = 0;
+  inflight_.clear();
+  inbound_qos2_.reset();
+  owner_.reset();
+  online_.store(false, std::memory_order_release);
+  if (!move_) move_ = std::make_unique<MoveState>();
+  move_->forward = std::move(forward);
+  return exported;
+}
+
+void Session::StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms) {
+  absl::MutexLock lock(&mu_);
+  if (!move_) move_ = std::make_unique<MoveState>();
+  move_->seen.insert(ids.begin(), ids.end());
+  move_->seen.erase(0);
+  move_->dedup_until_ms = until_ms;
+}
+
+bool Session::TakenByMoveLocked(const QueuedMessage& queued, Counters* counters) {
+  if (move_->forward) {
+    move_->forward(queued);
+    counters->cluster_move_forwarded.Increment();
+    return true;
+  }
+  if (MonotonicMillis() >= move_->dedup_until_ms) {
+    move_.reset();  // the move is over: back to the plain path
+    return false;
+  }
+  const uint64_t id = queued.message->id;
+  if (id != 0 && !move_->seen.insert(id).second) {
+    counters->cluster_move_duplicates.Increment();
+    return true;
+  }
+  return false;
 }
 
 }  // namespace meshmq

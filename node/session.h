@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -229,6 +230,17 @@ class Session {
   storage::LoadedSession DiscardAndExport(Fn&& erase_filter_from_trie);
   // Writes all of the session to the store: a session that arrived from another node.
   void JournalEverything();
+  // Returns everything the session holds, as DiscardAndExport does, and in the same step makes
+  // it a stand-in for the session that moves to another node: it keeps its subscriptions, but
+  // Enqueue hands every later message to `forward` (under the session's lock) instead of
+  // queuing it. So a message is either in the export or forwarded, whatever publishes race
+  // with the move. Discard() the stand-in once the move is known everywhere.
+  using Forwarder = std::function<void(const QueuedMessage&)>;
+  storage::LoadedSession ExportAndForwardTo(Forwarder forward);
+  // For a session that just moved here: until `until_ms` (MonotonicMillis()), a message whose id
+  // is in `ids` or was enqueued before is dropped, since during the move one message can reach
+  // the session by two paths (through the old node's stand-in and directly).
+  void StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms);
 
   // --- Persistence (see node/persistence.h) ------------------------------------------------
   // Stops writing this session's state and returns true if it was writing it: the caller
@@ -291,6 +303,16 @@ class Session {
   Persistence* persistence_ ABSL_GUARDED_BY(mu_);
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t disconnected_at_unix_ms_ ABSL_GUARDED_BY(mu_) = 0;  // 0 while online
+  // Only around a move between nodes (ForwardTo, StartMoveDedup).
+  struct MoveState {
+    Forwarder forward;
+    absl::flat_hash_set<uint64_t> seen;
+    int64_t dedup_until_ms = 0;
+  };
+  std::unique_ptr<MoveState> move_ ABSL_GUARDED_BY(mu_);
+  // True if the move state took `queued` (forwarded it, or dropped it as a duplicate).
+  bool TakenByMoveLocked(const QueuedMessage& queued, Counters* counters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 template <typename Fn>

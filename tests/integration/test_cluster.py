@@ -548,6 +548,69 @@ class SessionTest(ClusterCase):
         pub.publish(t, b"sentinel", qos=1)
         self.assertEqual(self.payloads(c, b"sentinel"), [b"sentinel"])
 
+    def test_session_hops_between_nodes_while_another_node_publishes(self):
+        """A persistent QoS 1 subscriber hops A -> B -> A -> B while a publisher on C sends as
+        fast as it can: every message arrives, and the only repeats are the resends of the
+        messages it had not acknowledged when it left (DUP=1). The hops race with messages that
+        C routed to the old node before it learned of the move."""
+        t = self.topic()
+        client_id = unique_id("hop")
+        c = self.persistent(client_id, A, 0)
+        c.send(subscribe(1, [(t, 1)]))
+        c.expect(suback(1, [1]))
+        total = 2000
+        errors = []
+
+        def publish_all():
+            try:
+                pub = Publisher(self, C)
+                for start in range(0, total, 50):
+                    pub.publish_many(t, [b"m%d" % i for i in range(start, start + 50)], qos=1)
+                pub.publish(t, b"end", qos=1)
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+        publisher = threading.Thread(target=publish_all)
+        publisher.start()
+        self.addCleanup(publisher.join, TIMEOUT)
+        got = []  # (payload, dup), in arrival order
+
+        def read(client, count):
+            for _ in range(count):
+                msg = parse_publish(client.read_packet())
+                got.append((msg["payload"], msg["dup"]))
+                client.send(puback(msg["mid"]))
+                if msg["payload"] == b"end":
+                    return True
+            return False
+
+        ended = False
+        for node in (B, A, B):
+            ended = read(c, 150)
+            if ended:
+                break
+            c.send(disconnect())
+            try:  # what was already on its way: unacknowledged, so it comes again (DUP)
+                while True:
+                    msg = parse_publish(c.read_packet())
+                    got.append((msg["payload"], msg["dup"]))
+            except ConnectionClosed:
+                pass
+            c = self.persistent(client_id, node, 1)
+        while not ended:
+            ended = read(c, 1)
+        publisher.join(TIMEOUT)
+        self.assertEqual(errors, [])
+        expected = [b"m%d" % i for i in range(total)]
+        first_copies = {}
+        for payload, dup in got:
+            if not dup:
+                first_copies[payload] = first_copies.get(payload, 0) + 1
+        received = {payload for payload, _ in got}
+        missing = [p for p in expected if p not in received]
+        self.assertEqual(missing, [], "lost %d of %d messages" % (len(missing), total))
+        twice = sorted(p for p, n in first_copies.items() if n > 1)
+        self.assertEqual(twice, [], "delivered twice without DUP")
+
     def test_v5_session_resumed_on_another_node(self):
         """An MQTT 5 client with Session Expiry 300 subscribes on A, goes offline, and
         reconnects to B with Clean Start 0: Session Present 1, the messages published on C
