@@ -64,8 +64,7 @@ void ClusterNode::LocalRouteRemoved(const std::string& filter, const std::string
   ChangeLocalRoute(filter, group, -1);
 }
 
-void ClusterNode::ChangeLocalRoute(const std::string& filter, const std::string& group,
-                                   int delta) {
+void ClusterNode::ChangeLocalRoute(const std::string& filter, const std::string& group, int delta) {
   absl::MutexLock lock(&routes_mu_);
   const std::string key = RouteKey(filter, group);
   uint32_t& count = local_routes_[key];
@@ -98,8 +97,9 @@ void ClusterNode::Barrier(std::function<void()> done) {
   for (const std::string& peer : peers) {
     Frame frame;
     frame.mutable_barrier();
-    if (transport_.Send(peer, std::move(frame), [tally](bool) { tally->Add(true); },
-                        /*droppable=*/false) != Transport::SendResult::kQueued) {
+    if (transport_.Send(
+            peer, std::move(frame), [tally](bool) { tally->Add(true); },
+            /*droppable=*/false) != Transport::SendResult::kQueued) {
       tally->Add(true);
     }
   }
@@ -236,7 +236,8 @@ void ClusterNode::OnDurable(uint64_t durable) {
   {
     absl::MutexLock lock(&durable_mu_);
     auto end = durable_waiters_.upper_bound(durable);
-    for (auto it = durable_waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+    for (auto it = durable_waiters_.begin(); it != end; ++it)
+      ready.push_back(std::move(it->second));
     durable_waiters_.erase(durable_waiters_.begin(), end);
   }
   for (auto& done : ready) done();
@@ -385,7 +386,8 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
   if (!clean_start) {
     const int64_t now_ms = MonotonicMillis();
     absl::MutexLock lock(&moves_mu_);
-    absl::erase_if(moves_in_, [now_ms](const auto& entry) { return entry.second.until_ms < now_ms; });
+    absl::erase_if(moves_in_,
+                   [now_ms](const auto& entry) { return entry.second.until_ms < now_ms; });
     moves_in_[client_id] = IncomingMove{{}, false, now_ms + 2 * move_grace_ms_};
   }
   TakeSessionRequest request;

@@ -502,9 +502,8 @@ class Transport::Impl::InboundLink : public grpc::ServerBidiReactor<FrameBatch, 
       Finish(Unavailable("no frame within the peer timeout"));
       peer = peer_.empty() ? "an unnamed peer" : peer_;
     }
-    Log(absl::StrCat("link from ", peer,
-                     " timed out (silent for ", absl::FormatDuration(impl_->config_.peer_timeout),
-                     ")"));
+    Log(absl::StrCat("link from ", peer, " timed out (silent for ",
+                     absl::FormatDuration(impl_->config_.peer_timeout), ")"));
   }
 
   // Frame `seq` is handled. Any thread, even after the transport is gone.
@@ -677,8 +676,7 @@ grpc::ServerUnaryReactor* Transport::Impl::Service::TakeSession(
     reactor->Finish(Unavailable("node shutting down"));
     return reactor;
   }
-  impl_->handler_->OnTakeSession(*request, reply,
-                                 [reactor] { reactor->Finish(grpc::Status::OK); });
+  impl_->handler_->OnTakeSession(*request, reply, [reactor] { reactor->Finish(grpc::Status::OK); });
   impl_->CallEnded();
   return reactor;
 }
@@ -724,7 +722,8 @@ void Transport::Impl::PostEvent(std::function<void()> event) {
 
 absl::Status Transport::Impl::Start() {
   absl::MutexLock stop_lock(&stop_mu_);
-  if (started_ || stopped_) return absl::FailedPreconditionError("cluster: transport already started");
+  if (started_ || stopped_)
+    return absl::FailedPreconditionError("cluster: transport already started");
   if (config_.node_id.empty()) return absl::InvalidArgumentError("cluster: empty node id");
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
@@ -736,15 +735,14 @@ absl::Status Transport::Impl::Start() {
   if (server_ == nullptr || port_ == 0) {
     if (server_ != nullptr) server_->Shutdown();
     server_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("cluster: cannot listen on ", config_.listen));
+    return absl::UnavailableError(absl::StrCat("cluster: cannot listen on ", config_.listen));
   }
   started_ = true;
   std::string listen_host = HostOf(config_.listen);
   advertise_ = config_.advertise;
   if (advertise_.empty()) {
-    advertise_ = absl::StrCat(IsWildcardHost(listen_host) ? ThisHostName() : listen_host, ":",
-                              port_);
+    advertise_ =
+        absl::StrCat(IsWildcardHost(listen_host) ? ThisHostName() : listen_host, ":", port_);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -808,8 +806,7 @@ Transport::Impl::Dialler* Transport::Impl::AddAddressLocked(const std::string& a
   // Our own connection per address: two transports in one process (tests) must not share.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetMaxReceiveMessageSize(-1);  // a TakeSession reply carries a whole session
-  dialler->channel =
-      grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  dialler->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   dialler->stub = Cluster::NewStub(dialler->channel);
   Dialler* added = dialler.get();
   diallers_.emplace(address, std::move(dialler));

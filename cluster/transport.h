@@ -64,9 +64,9 @@ struct TransportConfig {
 
 // Counters the transport keeps; read by metrics and tests.
 struct TransportStats {
-  std::atomic<uint64_t> links_up{0};          // outbound links that came up (cumulative)
-  std::atomic<uint64_t> links_down{0};        // outbound links lost (cumulative)
-  std::atomic<uint64_t> peer_timeouts{0};     // links cancelled for silence
+  std::atomic<uint64_t> links_up{0};       // outbound links that came up (cumulative)
+  std::atomic<uint64_t> links_down{0};     // outbound links lost (cumulative)
+  std::atomic<uint64_t> peer_timeouts{0};  // links cancelled for silence
   std::atomic<uint64_t> frames_sent{0};
   std::atomic<uint64_t> batches_sent{0};
   std::atomic<uint64_t> frames_received{0};

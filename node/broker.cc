@@ -162,29 +162,29 @@ absl::Status Broker::Restore() {
   });
   if (!status.ok()) return status;
   // From here on every change to a retained topic is written, in the order it happened.
-  retained_.SetChangeHook([this](const std::string& topic, const Message* message,
-                                 const RetainedVersion& version) {
-    storage::Batch batch;
-    if (message != nullptr || version.hlc != 0) {
-      storage::StoredMessage record;
-      if (message != nullptr) {
-        record = Persistence::ToRecord(*message);
-      } else {
-        record.set_topic(topic);
-        record.set_deleted(true);
-      }
-      record.set_hlc(version.hlc);
-      record.set_origin(version.origin);
-      batch.PutRetained(topic, record);
-    } else {
-      batch.DeleteRetained(topic);
-    }
-    persistence_->Submit(std::move(batch));
-    // Peers learn this node's own writes; what it applied from a peer came from there.
-    if (cluster_ != nullptr && version.hlc != 0 && version.origin == config_.node_id) {
-      cluster_->RetainedChanged(topic, message, version);
-    }
-  });
+  retained_.SetChangeHook(
+      [this](const std::string& topic, const Message* message, const RetainedVersion& version) {
+        storage::Batch batch;
+        if (message != nullptr || version.hlc != 0) {
+          storage::StoredMessage record;
+          if (message != nullptr) {
+            record = Persistence::ToRecord(*message);
+          } else {
+            record.set_topic(topic);
+            record.set_deleted(true);
+          }
+          record.set_hlc(version.hlc);
+          record.set_origin(version.origin);
+          batch.PutRetained(topic, record);
+        } else {
+          batch.DeleteRetained(topic);
+        }
+        persistence_->Submit(std::move(batch));
+        // Peers learn this node's own writes; what it applied from a peer came from there.
+        if (cluster_ != nullptr && version.hlc != 0 && version.origin == config_.node_id) {
+          cluster_->RetainedChanged(topic, message, version);
+        }
+      });
   return absl::OkStatus();
 }
 
@@ -305,9 +305,9 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin,
   // $SYS topics describe this node: they stay here, neither replicated nor forwarded.
   ClusterHooks* cluster = IsSysTopic(message->topic) ? nullptr : cluster_;
   if (message->retain) {
-    retained_.Apply(message->topic, message,
-                    cluster != nullptr ? RetainedVersion{clock_.Now(), config_.node_id}
-                                       : RetainedVersion{});
+    retained_.Apply(
+        message->topic, message,
+        cluster != nullptr ? RetainedVersion{clock_.Now(), config_.node_id} : RetainedVersion{});
   }
   std::shared_ptr<const AuthConfig> auth = auth_if_acl();
   size_t delivered = DeliverOrdinary(message, origin, auth.get());
@@ -357,35 +357,35 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
     done(std::nullopt);
     return;
   }
-  auto finish = std::make_shared<std::function<void()>>([this, client_id, clean_start, to_node,
-                                                          done = std::move(done)] {
-    // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
-    MessagePtr will = CancelWill(client_id);
-    std::shared_ptr<Session> moving = sessions_.Extract(client_id);
-    if (moving == nullptr || clean_start || cluster_ == nullptr) {
-      if (moving != nullptr) DiscardSession(moving);
-      if (will != nullptr) PublishWill(will);
-      done(std::nullopt);
-      return;
-    }
-    // The session object stays in the routing index for a while as a stand-in: messages that
-    // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
-    // follow it to its new node.
-    storage::LoadedSession exported = moving->ExportAndForwardTo(
-        [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
-          cluster->DeliverTo(to_node, client_id, queued);
-        });
-    {
-      absl::MutexLock lock(&moved_mu_);
-      MovedStandIn& moved = moved_out_[client_id];
-      if (moved.stand_in != nullptr) {
-        moved.stand_in->Discard(
-            [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
-      }
-      moved = MovedStandIn{moving, MonotonicMillis() + cluster_->move_grace_ms()};
-    }
-    done(std::move(exported));
-  });
+  auto finish = std::make_shared<std::function<void()>>(
+      [this, client_id, clean_start, to_node, done = std::move(done)] {
+        // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
+        MessagePtr will = CancelWill(client_id);
+        std::shared_ptr<Session> moving = sessions_.Extract(client_id);
+        if (moving == nullptr || clean_start || cluster_ == nullptr) {
+          if (moving != nullptr) DiscardSession(moving);
+          if (will != nullptr) PublishWill(will);
+          done(std::nullopt);
+          return;
+        }
+        // The session object stays in the routing index for a while as a stand-in: messages that
+        // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
+        // follow it to its new node.
+        storage::LoadedSession exported = moving->ExportAndForwardTo(
+            [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
+              cluster->DeliverTo(to_node, client_id, queued);
+            });
+        {
+          absl::MutexLock lock(&moved_mu_);
+          MovedStandIn& moved = moved_out_[client_id];
+          if (moved.stand_in != nullptr) {
+            moved.stand_in->Discard(
+                [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+          }
+          moved = MovedStandIn{moving, MonotonicMillis() + cluster_->move_grace_ms()};
+        }
+        done(std::move(exported));
+      });
   if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
     // On the connection's own worker: closed first, so nothing changes the session after it
     // is exported. A worker that has stopped (this node is shutting down) closed it already.

@@ -172,8 +172,7 @@ class Broker {
   // True if the ACL (if any) lets `session`'s user read `topic`.
   bool ReadAllowed(const AuthConfig* auth, const Session& session, const std::string& topic) const;
   // Delivers to the ordinary (non-shared) subscriptions; returns how many sessions.
-  size_t DeliverOrdinary(const MessagePtr& message, const Session* origin,
-                         const AuthConfig* auth);
+  size_t DeliverOrdinary(const MessagePtr& message, const Session* origin, const AuthConfig* auth);
   // Delivers to one member of `group`.
   bool DeliverShared(const MessagePtr& message, std::shared_ptr<SharedGroup> group,
                      const AuthConfig* auth);

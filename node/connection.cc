@@ -317,8 +317,8 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
   waits.done = seq;
   while (!waits.done_early.empty() && waits.done_early.erase(waits.done + 1) > 0) ++waits.done;
   Persistence* persistence = broker_->persistence();
-  const uint64_t durable = persistence == nullptr ? UINT64_MAX
-                                                  : persistence->store().durable_ticket();
+  const uint64_t durable =
+      persistence == nullptr ? UINT64_MAX : persistence->store().durable_ticket();
   const bool was_awaiting = awaiting_durable_;
   if (ReleaseDurableOutput(durable) && !was_awaiting) worker_->AwaitDurable(id_);
 }

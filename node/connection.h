@@ -195,7 +195,7 @@ class Connection {
   // Allocated on the first cluster wait: a node on its own never pays for it.
   struct ClusterWaits {
     uint64_t issued = 0;
-    uint64_t done = 0;  // every wait <= done is complete
+    uint64_t done = 0;                         // every wait <= done is complete
     absl::flat_hash_set<uint64_t> done_early;  // complete, above `done`
   };
   std::unique_ptr<ClusterWaits> cluster_waits_;

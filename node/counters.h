@@ -44,17 +44,20 @@ struct Counters {
   Counter shared_redeliveries;
   Counter sessions_restored;
   Counter retained_restored;
-  Counter store_write_groups;  // group commits written (each one WAL write)
-  Counter store_errors;        // failed store writes (connections waiting on them are closed)
-  Counter cluster_forwarded;  // messages sent to peers (one per peer per message)
-  Counter cluster_received;  // messages peers forwarded here
-  Counter cluster_forward_dropped;  // QoS 0 messages not forwarded: the peer's --cluster_max_pending_bytes was reached
-  Counter cluster_forward_refused;  // QoS 1/2 messages refused at that limit (their publisher is disconnected unacknowledged)
-  Counter cluster_shared_undeliverable;  // forwarded to this node for a shared group that had no member here any more
-  Counter cluster_retained_received;  // retained changes applied from peers
-  Counter cluster_sessions_moved;  // sessions taken over from another node
-  Counter cluster_move_forwarded;  // messages for a session that moved away, sent after it
-  Counter cluster_move_duplicates;  // copies a session that just moved here got twice, dropped
+  Counter store_write_groups;       // group commits written (each one WAL write)
+  Counter store_errors;             // failed store writes (connections waiting on them are closed)
+  Counter cluster_forwarded;        // messages sent to peers (one per peer per message)
+  Counter cluster_received;         // messages peers forwarded here
+  Counter cluster_forward_dropped;  // QoS 0 messages not forwarded: the peer's
+                                    // --cluster_max_pending_bytes was reached
+  Counter cluster_forward_refused;  // QoS 1/2 messages refused at that limit (their publisher is
+                                    // disconnected unacknowledged)
+  Counter cluster_shared_undeliverable;  // forwarded to this node for a shared group that had no
+                                         // member here any more
+  Counter cluster_retained_received;     // retained changes applied from peers
+  Counter cluster_sessions_moved;        // sessions taken over from another node
+  Counter cluster_move_forwarded;        // messages for a session that moved away, sent after it
+  Counter cluster_move_duplicates;       // copies a session that just moved here got twice, dropped
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>

@@ -205,10 +205,14 @@ void Connection::HandleConnect(codec::Connect& connect) {
   if (ClusterHooks* cluster = broker_->cluster()) {
     const bool asked = cluster->TakeSession(
         connect.client_id, connect.clean_session,
-        [worker = worker_, id = id_](std::optional<storage::LoadedSession> moved) {
-          worker->Post([worker, id, moved = std::move(moved)]() mutable {
-            worker->OnSessionTaken(id, std::move(moved));
-          });
+        [broker = broker_, worker = worker_,
+         id = id_](std::optional<storage::LoadedSession> moved) {
+          auto shared = std::make_shared<std::optional<storage::LoadedSession>>(std::move(moved));
+          if (!worker->Post(
+                  [worker, id, shared] { worker->OnSessionTaken(id, std::move(*shared)); }) &&
+              *shared) {
+            broker->ImportSession(**shared);  // this node is stopping: keep the session anyway
+          }
         });
     if (asked) {
       pending_connect_ = std::make_unique<PendingConnect>(
@@ -221,7 +225,11 @@ void Connection::HandleConnect(codec::Connect& connect) {
 }
 
 void Connection::ResumeConnect(std::optional<storage::LoadedSession> moved) {
-  if (state_ == State::kClosing || !pending_connect_) return;
+  if (state_ == State::kClosing || !pending_connect_) {
+    // The client went meanwhile; the session its old node gave up lives here now, offline.
+    if (moved) broker_->ImportSession(*moved);
+    return;
+  }
   std::unique_ptr<PendingConnect> pending = std::move(pending_connect_);
   worker_->SetReading(this, true);
   FinishConnect(pending->connect, pending->assigned_client_id, pending->expiry, std::move(moved));

@@ -12,8 +12,7 @@
 
 namespace meshmq {
 
-bool RetainedStore::Apply(std::string_view topic, MessagePtr msg,
-                          const RetainedVersion& version) {
+bool RetainedStore::Apply(std::string_view topic, MessagePtr msg, const RetainedVersion& version) {
   if (!IsValidTopicName(topic)) return false;
   if (msg != nullptr && msg->payload.empty()) msg = nullptr;  // MQTT-3.3.1-10, MQTT-3.3.1-11
   const bool versioned = version.hlc != 0;

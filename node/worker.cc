@@ -86,7 +86,12 @@ void Worker::CloseTakenOver(uint64_t connection_id) {
 }
 
 void Worker::OnSessionTaken(uint64_t connection_id, std::optional<storage::LoadedSession> moved) {
-  if (Connection* connection = Find(connection_id)) connection->ResumeConnect(std::move(moved));
+  if (Connection* connection = Find(connection_id)) {
+    connection->ResumeConnect(std::move(moved));
+  } else if (moved) {
+    // The connection is gone, but its old node gave the session up: it lives here, offline.
+    broker_->ImportSession(*moved);
+  }
 }
 
 void Worker::SetReading(Connection* connection, bool reading) {

@@ -125,8 +125,9 @@ ABSL_FLAG(int, receive_maximum, 20,
 ABSL_FLAG(bool, persistent_subscribers, false,
           "Subscribers connect as persistent sessions: Clean Session 0 (3.1.1), or Clean Start 0 "
           "with Session Expiry Interval --session_expiry (MQTT 5). Publishers stay clean.");
-ABSL_FLAG(int, session_expiry, 3600,
-          "MQTT 5 with --persistent_subscribers: Session Expiry Interval (seconds) of subscribers.");
+ABSL_FLAG(
+    int, session_expiry, 3600,
+    "MQTT 5 with --persistent_subscribers: Session Expiry Interval (seconds) of subscribers.");
 ABSL_FLAG(std::string, label, "", "Free text copied into the RESULT line as label=...");
 
 namespace meshmq::bench {
@@ -549,7 +550,8 @@ class Loop {
       --in_handshake_;
       // Every client id is new, so a broker that remembers a session for it is reusing state.
       if (connack->session_present)
-        shared_->Error(absl::StrCat(c->client_id, ": CONNACK with Session Present (stale session)"));
+        shared_->Error(
+            absl::StrCat(c->client_id, ": CONNACK with Session Present (stale session)"));
       c->inflight_limit = static_cast<uint32_t>(cfg_.inflight);
       // MQTT-3.3.4-7: a v5 client never has more unacknowledged QoS 1 PUBLISHes than this.
       if (auto limit = connack->properties->receive_maximum; limit && *limit > 0)
@@ -1019,12 +1021,12 @@ class Bench {
         "stalls=%d failed=%d dropped=%d broker_cpu_pct=%.0f bench_cpu_pct=%.0f "
         "broker_rss_kb=%d ok=%d%s\n",
         cfg_.scenario_name, cfg_.qos, static_cast<int>(cfg_.version), cfg_.user_properties,
-        cfg_.persistent_subscribers ? 1 : 0, cfg_.payload, cfg_.publishers, cfg_.subscribers, msgs_per_sec, publish_per_sec,
-        us(histogram_.Quantile(0.5)), us(histogram_.Quantile(0.99)), us(histogram_.max()),
-        histogram_.count(), sent, received, expected, complete ? 1 : 0, shared_.duplicates.load(),
-        shared_.gaps.load(), shared_.stalls.load(), shared_.failed.load(), shared_.dropped.load(),
-        broker_cpu_pct_, self_cpu_pct_, broker_rss_kb_,
-        ran && !timed_out_ && shared_.dropped.load() == 0 ? 1 : 0, LabelAndError());
+        cfg_.persistent_subscribers ? 1 : 0, cfg_.payload, cfg_.publishers, cfg_.subscribers,
+        msgs_per_sec, publish_per_sec, us(histogram_.Quantile(0.5)), us(histogram_.Quantile(0.99)),
+        us(histogram_.max()), histogram_.count(), sent, received, expected, complete ? 1 : 0,
+        shared_.duplicates.load(), shared_.gaps.load(), shared_.stalls.load(),
+        shared_.failed.load(), shared_.dropped.load(), broker_cpu_pct_, self_cpu_pct_,
+        broker_rss_kb_, ran && !timed_out_ && shared_.dropped.load() == 0 ? 1 : 0, LabelAndError());
   }
 
   std::string LabelAndError() const {
@@ -1113,12 +1115,11 @@ int Main(int argc, char** argv) {
     return 2;
   }
   cfg.version = mqtt_version == 5 ? codec::ProtocolVersion::kV5 : codec::ProtocolVersion::kV311;
-  if (cfg.port <= 0 || cfg.port > 65535 || cfg.subscriber_port < 0 ||
-      cfg.subscriber_port > 65535 || (cfg.qos != 0 && cfg.qos != 1) ||
-      payload < static_cast<int>(kPayloadHeader) || cfg.window < 0 || cfg.window > 100000 ||
-      cfg.inflight < 1 || cfg.inflight > 30000 || cfg.threads < 1 || cfg.threads > 16 ||
-      cfg.source_addrs < 0 || cfg.source_addrs > 250 || connections < 0 || cfg.rate < 0 ||
-      cfg.keepalive < 0 || cfg.keepalive > 65535) {
+  if (cfg.port <= 0 || cfg.port > 65535 || cfg.subscriber_port < 0 || cfg.subscriber_port > 65535 ||
+      (cfg.qos != 0 && cfg.qos != 1) || payload < static_cast<int>(kPayloadHeader) ||
+      cfg.window < 0 || cfg.window > 100000 || cfg.inflight < 1 || cfg.inflight > 30000 ||
+      cfg.threads < 1 || cfg.threads > 16 || cfg.source_addrs < 0 || cfg.source_addrs > 250 ||
+      connections < 0 || cfg.rate < 0 || cfg.keepalive < 0 || cfg.keepalive > 65535) {
     absl::FPrintF(
         stderr,
         "bad flags: need 0<port<65536, qos 0|1, payload>=16, 0<=window<=100000, "

@@ -92,8 +92,8 @@ TEST(RemoteRoutesTest, RemovingARouteThatIsNotThereChangesNothing) {
   routes.Apply("n2", MakeRoute("a/b", 0));  // unknown peer
   EXPECT_TRUE(routes.empty());
   routes.Apply("n2", MakeRoute("a/b", 1));
-  routes.Apply("n2", MakeRoute("a/c", 0));  // known peer, unknown filter
-  routes.Apply("n3", MakeRoute("a/b", 0));  // same filter, other peer
+  routes.Apply("n2", MakeRoute("a/c", 0));       // known peer, unknown filter
+  routes.Apply("n3", MakeRoute("a/b", 0));       // same filter, other peer
   routes.Apply("n2", MakeRoute("a/b", 0, "g"));  // same filter, as a group
   EXPECT_EQ(routes.size(), 1u);
   EXPECT_THAT(Matched(routes, "a/b"), ElementsAre("n2 a/b 1"));
@@ -201,8 +201,8 @@ TEST(RemoteRoutesTest, DropPeerForgetsAllItsRoutesAndOnlyThose) {
 
 TEST(RemoteRoutesTest, MatchUsesTheWildcardRules) {
   RemoteRoutes routes;
-  for (const char* filter : {"sport/tennis/+", "sport/#", "#", "+", "+/+", "/+", "sport/+/player1",
-                             "a/+/b", "sport"}) {
+  for (const char* filter :
+       {"sport/tennis/+", "sport/#", "#", "+", "+/+", "/+", "sport/+/player1", "a/+/b", "sport"}) {
     routes.Apply("n2", MakeRoute(filter, 1));
   }
   EXPECT_THAT(Matched(routes, "sport/tennis/player1"),
@@ -212,8 +212,7 @@ TEST(RemoteRoutesTest, MatchUsesTheWildcardRules) {
   EXPECT_THAT(Matched(routes, "sport"),
               UnorderedElementsAre("n2 sport/# 1", "n2 # 1", "n2 + 1", "n2 sport 1"));
   // '+' matches an empty level.
-  EXPECT_THAT(Matched(routes, "/finance"),
-              UnorderedElementsAre("n2 # 1", "n2 +/+ 1", "n2 /+ 1"));
+  EXPECT_THAT(Matched(routes, "/finance"), UnorderedElementsAre("n2 # 1", "n2 +/+ 1", "n2 /+ 1"));
   EXPECT_THAT(Matched(routes, "a//b"), UnorderedElementsAre("n2 # 1", "n2 a/+/b 1"));
   EXPECT_THAT(Matched(routes, "sport/"),
               UnorderedElementsAre("n2 sport/# 1", "n2 # 1", "n2 +/+ 1"));
@@ -250,8 +249,8 @@ TEST(RemoteRoutesTest, InvalidFiltersAreIgnored) {
   EXPECT_THAT(Matched(routes, "a/x/b"), IsEmpty());
 
   // In a snapshot they are skipped, the valid routes around them kept.
-  routes.Replace("n2", Snapshot({MakeRoute("ok/1", 1), MakeRoute("bad/#/x", 1),
-                                 MakeRoute("ok/2", 1)}));
+  routes.Replace("n2",
+                 Snapshot({MakeRoute("ok/1", 1), MakeRoute("bad/#/x", 1), MakeRoute("ok/2", 1)}));
   EXPECT_EQ(routes.size(), 2u);
   EXPECT_THAT(Matched(routes, "ok/1"), ElementsAre("n2 ok/1 1"));
   EXPECT_THAT(Matched(routes, "ok/2"), ElementsAre("n2 ok/2 1"));
@@ -271,9 +270,8 @@ TEST(RemoteRoutesTest, ConcurrentMatchWhileRoutesChange) {
     while (!stop.load(std::memory_order_relaxed)) {
       std::vector<RemoteRoutes::EntryPtr> out;
       routes.Match("plant/1/7", &out);
-      const bool has_stable = std::any_of(out.begin(), out.end(), [](const auto& e) {
-        return e->peer == "stable";
-      });
+      const bool has_stable =
+          std::any_of(out.begin(), out.end(), [](const auto& e) { return e->peer == "stable"; });
       if (!has_stable) failures.fetch_add(1);
       for (const auto& e : out) {
         if (e->count == 0) failures.fetch_add(1);

@@ -334,8 +334,9 @@ TEST(TransportTest, FramesQueuedDuringAWriteGoOutAsOneBatch) {
   std::atomic<int> acked{0};
   uint64_t batches_before = a->transport.stats().batches_sent.load();
   for (int i = 0; i < kFrames; ++i) {
-    ASSERT_EQ(a->transport.Send("b", RouteFrame(absl::StrCat("t/", i)),
-                                [&acked](bool ok) { acked += ok ? 1 : 0; }, false),
+    ASSERT_EQ(a->transport.Send(
+                  "b", RouteFrame(absl::StrCat("t/", i)),
+                  [&acked](bool ok) { acked += ok ? 1 : 0; }, false),
               SendResult::kQueued);
   }
   ASSERT_TRUE(WaitFor([&] { return acked.load() == kFrames; }));
@@ -394,8 +395,8 @@ TEST(TransportTest, OwnAddressesInSeedsAreIgnored) {
   auto b = StartNode(Config("b"));
   int port = FreePort();
   ASSERT_GT(port, 0);
-  TransportConfig config = Config("a", {absl::StrCat("127.0.0.1:", port),
-                                        absl::StrCat("localhost:", port), b->address()});
+  TransportConfig config = Config(
+      "a", {absl::StrCat("127.0.0.1:", port), absl::StrCat("localhost:", port), b->address()});
   config.listen = absl::StrCat("127.0.0.1:", port);
   auto a = StartNode(config);
   ASSERT_TRUE(WaitFor([&] { return Linked(*a, *b); }));
@@ -412,8 +413,7 @@ TEST(TransportTest, OwnAddressesInSeedsAreIgnored) {
 
 TEST(TransportTest, TwoAddressesOfOneNodeKeepOneLink) {
   auto a = StartNode(Config("a"));
-  auto b = StartNode(
-      Config("b", {a->address(), absl::StrCat("localhost:", a->transport.port())}));
+  auto b = StartNode(Config("b", {a->address(), absl::StrCat("localhost:", a->transport.port())}));
   ASSERT_TRUE(WaitFor([&] { return Linked(*a, *b); }));
   // Whatever the race between the two first dials, it settles on one link each way.
   ASSERT_TRUE(WaitFor([&] {
@@ -429,11 +429,12 @@ TEST(TransportTest, PeerStopTakesBothLinksDownAndFailsPendingFrames) {
   ASSERT_TRUE(WaitFor([&] { return Linked(*a, *b); }));
   b->handler.SetHoldDone(true);
   for (int i = 1; i <= 3; ++i) {
-    ASSERT_EQ(a->transport.Send("b", RouteFrame(absl::StrCat("r", i)),
-                                [&a, i](bool ok) {
-                                  a->handler.Record(absl::StrCat("ack ", i, ok ? " ok" : " failed"));
-                                },
-                                false),
+    ASSERT_EQ(a->transport.Send(
+                  "b", RouteFrame(absl::StrCat("r", i)),
+                  [&a, i](bool ok) {
+                    a->handler.Record(absl::StrCat("ack ", i, ok ? " ok" : " failed"));
+                  },
+                  false),
               SendResult::kQueued);
   }
   ASSERT_TRUE(WaitFor([&] { return b->handler.HeldCount() == 3; }));
@@ -446,9 +447,8 @@ TEST(TransportTest, PeerStopTakesBothLinksDownAndFailsPendingFrames) {
   for (auto& done : b->handler.TakeHeld()) done();
   b->transport.Stop();  // twice is fine
 
-  ASSERT_TRUE(WaitFor([&] {
-    return a->handler.Count("out_down b") == 1 && a->handler.Count("in_down b") == 1;
-  }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return a->handler.Count("out_down b") == 1 && a->handler.Count("in_down b") == 1; }));
   std::vector<std::string> events = a->handler.Events();
   auto position = [&](const std::string& event) {
     return std::find(events.begin(), events.end(), event) - events.begin();

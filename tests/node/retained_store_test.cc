@@ -385,8 +385,8 @@ TEST(RetainedStoreVersionedTest, TombstoneCount) {
   EXPECT_FALSE(store.Apply("a", nullptr, V(1)));
   EXPECT_EQ(store.tombstones(), 3u);
   EXPECT_THAT(Versioned(store),
-              ElementsAre("$SYS/x=p@1/n1", "a=<tombstone>@3/n1", "b=p@1/n1",
-                          "c/d=<tombstone>@2/n1", "never/there=<tombstone>@2/n1"));
+              ElementsAre("$SYS/x=p@1/n1", "a=<tombstone>@3/n1", "b=p@1/n1", "c/d=<tombstone>@2/n1",
+                          "never/there=<tombstone>@2/n1"));
   EXPECT_TRUE(store.Apply("c/d", Msg("c/d", "back"), V(4)));
   EXPECT_EQ(store.tombstones(), 2u);
   EXPECT_EQ(store.tombstones(), ReportedTombstones(store));
@@ -438,16 +438,15 @@ TEST(RetainedStoreVersionedTest, ChangeHookSeesEveryVersionedChange) {
     RetainedVersion version;
   };
   std::vector<Change> changes;
-  store.SetChangeHook(
-      [&changes](const std::string& topic, const Message* msg, const RetainedVersion& version) {
-        changes.push_back(Change{topic, msg == nullptr ? std::nullopt
-                                                       : std::optional<std::string>(msg->payload),
-                                 version});
-      });
+  store.SetChangeHook([&changes](const std::string& topic, const Message* msg,
+                                 const RetainedVersion& version) {
+    changes.push_back(Change{
+        topic, msg == nullptr ? std::nullopt : std::optional<std::string>(msg->payload), version});
+  });
   store.Apply("a/b", Msg("a/b", "v1"), V(10, "n2"));
   store.Apply("a/b", Msg("a/b", "older"), V(9, "n2"));  // ignored: no change to report
   store.Apply("a/b", nullptr, V(11, "n3"));
-  store.Apply("a/b", nullptr, V(10, "n3"));  // ignored
+  store.Apply("a/b", nullptr, V(10, "n3"));       // ignored
   store.Apply("/x", Msg("/x", ""), V(12, "n1"));  // a tombstone for a topic never seen
   store.Apply("a/b", Msg("a/b", "v2"), V(13, "n1"));
   store.Set(Msg("local", "l"));

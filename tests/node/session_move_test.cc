@@ -126,9 +126,9 @@ std::map<std::string, SubscriptionOptions> Subscriptions(const storage::SessionR
 // A session in the middle of things, as a node holds it when its client reconnects elsewhere.
 struct BusySession {
   std::map<std::string, SubscriptionOptions> subscriptions;
-  uint16_t i1 = 0;  // QoS 1 in flight
-  uint16_t i2 = 0;  // QoS 2 past PUBREC
-  uint16_t i3 = 0;  // QoS 2 in flight, awaiting PUBREC
+  uint16_t i1 = 0;               // QoS 1 in flight
+  uint16_t i2 = 0;               // QoS 2 past PUBREC
+  uint16_t i3 = 0;               // QoS 2 in flight, awaiting PUBREC
   std::vector<Outgoing> resend;  // InflightForResend() before the move
 };
 
@@ -275,9 +275,8 @@ TEST(SessionMoveTest, ExportOfAnOfflineSessionKeepsWhenItWentOffline) {
   s.Enqueue(Queued("m2", 2), Session::Limits{}, &counters);  // queued while offline
 
   int erased = 0;
-  const storage::LoadedSession exported = s.DiscardAndExport([&erased](const std::string&) {
-    ++erased;
-  });
+  const storage::LoadedSession exported =
+      s.DiscardAndExport([&erased](const std::string&) { ++erased; });
   EXPECT_EQ(erased, 0);
   EXPECT_EQ(exported.record.expiry_interval(), 600u);
   EXPECT_GE(exported.record.disconnected_at_unix_ms(), before);
@@ -396,11 +395,9 @@ class SessionMoveStoreTest : public ::testing::Test {
     store_.reset();
     OpenStore();
     if (store_ == nullptr) return sessions;
-    EXPECT_TRUE(store_
-                    ->LoadSessions([&](storage::LoadedSession&& s) {
-                      sessions.push_back(std::move(s));
-                    })
-                    .ok());
+    EXPECT_TRUE(
+        store_->LoadSessions([&](storage::LoadedSession&& s) { sessions.push_back(std::move(s)); })
+            .ok());
     return sessions;
   }
 
@@ -520,8 +517,7 @@ TEST_F(SessionMoveStoreTest, ExtractRemovesTheSessionAndDeletesItsRecords) {
   moving.session->AddSubscription("a/#", Qos(1), 0, NoIndex);
   moving.session->Enqueue(Queued("m1", 1), limits_, &counters_);
   moving.session->RememberInboundQos2(4);
-  SessionStore::AttachResult staying =
-      sessions_.Attach("d", false, kHour, kOwnerB, std::nullopt);
+  SessionStore::AttachResult staying = sessions_.Attach("d", false, kHour, kOwnerB, std::nullopt);
   staying.session->Enqueue(Queued("d1", 1), limits_, &counters_);
 
   EXPECT_EQ(sessions_.Extract("nobody"), nullptr);
