@@ -119,16 +119,18 @@ size_t ClusterNode::Forward(const MessagePtr& message,
 
   // What each interested peer gets: the ordinary subscriptions, and the shared groups it was
   // chosen for.
+  // The peer by value: a Route frame handled meanwhile may free the entries once `matches` is
+  // cleared.
   struct Plan {
-    const std::string* peer;
+    std::string peer;
     cluster::Forward forward;
   };
   std::vector<Plan> plans;
   auto plan_for = [&plans](const std::string& peer) -> cluster::Forward& {
     for (Plan& plan : plans) {
-      if (*plan.peer == peer) return plan.forward;
+      if (plan.peer == peer) return plan.forward;
     }
-    plans.push_back(Plan{&peer, {}});
+    plans.push_back(Plan{peer, {}});
     return plans.back().forward;
   };
   std::vector<const RemoteRoutes::Entry*> shared;
@@ -195,7 +197,7 @@ size_t ClusterNode::Forward(const MessagePtr& message,
     *frame.mutable_forward() = std::move(plan.forward);
     std::function<void(bool)> on_ack;
     if (tally) on_ack = [tally](bool) { tally->Add(true); };
-    switch (transport_.Send(*plan.peer, std::move(frame), std::move(on_ack),
+    switch (transport_.Send(plan.peer, std::move(frame), std::move(on_ack),
                             /*droppable=*/true)) {
       case Transport::SendResult::kQueued:
         counters.cluster_forwarded.Increment();
@@ -417,6 +419,7 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
           for (uint32_t packet_id : reply.inbound_qos2()) {
             moved->inbound_qos2.push_back(static_cast<uint16_t>(packet_id));
           }
+          moved->recent_ids.assign(reply.recent_ids().begin(), reply.recent_ids().end());
         }
         if (!moved) {  // nothing moves here: nothing to wait for
           absl::MutexLock lock(&moves_mu_);
@@ -444,6 +447,7 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
             }
           }
           for (uint16_t packet_id : exported->inbound_qos2) reply->add_inbound_qos2(packet_id);
+          for (uint64_t id : exported->recent_ids) reply->add_recent_ids(id);
         }
         done();
       });

@@ -55,6 +55,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   size_t Forward(const MessagePtr& message,
                  const std::vector<std::shared_ptr<SharedGroup>>& local_groups,
                  std::vector<char>* deliver_here, std::function<void(bool)> on_accepted) override;
+  bool HasRemoteRoutes() const override { return !remote_.empty(); }
   void LocalRouteAdded(const std::string& filter, const std::string& group) override;
   void LocalRouteRemoved(const std::string& filter, const std::string& group) override;
   void Barrier(std::function<void()> done) override;
@@ -91,6 +92,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
 
   Broker* const broker_;
   const std::string node_id_;
+  const int64_t move_grace_ms_;
   Transport transport_;
   RemoteRoutes remote_;
 
@@ -109,7 +111,6 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // A Deliver frame for `client_id` (a session on its way here).
   void OnDeliver(const Deliver& deliver);
 
-  const int64_t move_grace_ms_;
   // Sessions this node asked its peers for (TakeSession) and has not imported yet: what their
   // old node forwarded before they were in place waits here (at most kMaxEarlyDeliveries each).
   static constexpr size_t kMaxEarlyDeliveries = 10000;

@@ -445,7 +445,7 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
   session->JournalEverything();
   if (cluster_ != nullptr) {
     // Copies of what it brought along may still arrive through its old node's stand-in.
-    std::vector<uint64_t> ids;
+    std::vector<uint64_t> ids = loaded.recent_ids;
     for (const storage::LoadedSession::Message& m : loaded.messages) {
       ids.push_back(m.queued.message().id());
     }

@@ -39,6 +39,10 @@ class ClusterHooks {
                          std::vector<char>* deliver_here,
                          std::function<void(bool)> on_accepted) = 0;
 
+  // False while no peer has any route: Forward would send nothing, so a publisher need not
+  // prepare to wait for peers. A route that a client's SUBACK waited for is seen here.
+  virtual bool HasRemoteRoutes() const = 0;
+
   // This node gained or lost a subscription on `filter` (ordinary when `group` is empty, else a
   // member of "$share/{group}/{filter}"). Called under the lock of the index that changed, so
   // changes to one filter arrive in order.

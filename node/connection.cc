@@ -265,6 +265,12 @@ void Connection::AddHold(size_t offset, uint64_t ticket, uint64_t cluster_wait) 
 }
 
 bool Connection::ReleaseDurableOutput(uint64_t durable) {
+  // Only the worker's OnDurable calls this: it has just taken the connection off its list.
+  awaiting_durable_ = ReleaseHeldOutput(durable);
+  return awaiting_durable_;
+}
+
+bool Connection::ReleaseHeldOutput(uint64_t durable) {
   bool released = false;
   const uint64_t cluster_done = cluster_waits_done();
   while (!held_output_.empty() && held_output_.front().ticket <= durable &&
@@ -273,8 +279,7 @@ bool Connection::ReleaseDurableOutput(uint64_t durable) {
     released = true;
   }
   if (released) ScheduleWrite();
-  awaiting_durable_ = !held_output_.empty() && held_output_.front().ticket > durable;
-  return awaiting_durable_;
+  return !held_output_.empty() && held_output_.front().ticket > durable;
 }
 
 uint64_t Connection::StartClusterWait() {
@@ -319,8 +324,10 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
   Persistence* persistence = broker_->persistence();
   const uint64_t durable =
       persistence == nullptr ? UINT64_MAX : persistence->store().durable_ticket();
-  const bool was_awaiting = awaiting_durable_;
-  if (ReleaseDurableOutput(durable) && !was_awaiting) worker_->AwaitDurable(id_);
+  if (ReleaseHeldOutput(durable) && !awaiting_durable_) {
+    awaiting_durable_ = true;
+    worker_->AwaitDurable(id_);
+  }
 }
 
 size_t Connection::outbound_window() const {

@@ -121,6 +121,8 @@ class Connection {
   // Output appended from `offset` on waits for cluster wait `seq`.
   void HoldOutputForCluster(size_t offset, uint64_t seq);
   void AddHold(size_t offset, uint64_t ticket, uint64_t cluster_wait);
+  // Releases what no longer waits; true if the front still waits for the store.
+  bool ReleaseHeldOutput(uint64_t durable);
   // In a cluster, holds what follows (SUBACK, UNSUBACK) until every up peer knows the route
   // changes made so far: no message published anywhere after the ack can miss the client.
   void HoldForRouteBarrier();

@@ -107,7 +107,6 @@ codec::Connack Connection::AcceptedConnack(const codec::Connect& connect, bool a
 }
 
 void Connection::HandleConnect(codec::Connect& connect) {
-  const uint64_t ticket_before = Persistence::ThreadTicket();
   version_ = connect.version;
   const BrokerConfig& config = broker_->config();
   if (over_quota_) {

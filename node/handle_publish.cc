@@ -146,7 +146,7 @@ void Connection::HandlePublish(codec::Publish& publish) {
     // it (into its store, where a persistent session receives it).
     uint64_t cluster_wait = 0;
     std::function<void(bool)> on_peers_accepted;
-    if (publish.qos > 0 && broker_->cluster() != nullptr) {
+    if (publish.qos > 0 && broker_->cluster() != nullptr && broker_->cluster()->HasRemoteRoutes()) {
       cluster_wait = StartClusterWait();
       on_peers_accepted = ClusterWaitCallback(cluster_wait);
     }

@@ -442,6 +442,11 @@ storage::LoadedSession Session::ExportLocked() const {
     exported.inbound_qos2.assign(inbound_qos2_->begin(), inbound_qos2_->end());
     std::sort(exported.inbound_qos2.begin(), exported.inbound_qos2.end());
   }
+  // It moves again while still tracking its last move: copies of what it got here may still be
+  // on their way to the next node too.
+  if (move_ && MonotonicMillis() < move_->dedup_until_ms) {
+    exported.recent_ids.assign(move_->seen.begin(), move_->seen.end());
+  }
   return exported;
 }
 

@@ -88,6 +88,9 @@ struct LoadedSession {
   SessionRecord record;
   std::vector<Message> messages;       // ascending seq: queue order
   std::vector<uint16_t> inbound_qos2;  // ascending
+  // Only for a session moving between nodes (never stored): ids of the messages it received
+  // lately, so the new node drops copies of them that still arrive (Session::StartMoveDedup).
+  std::vector<uint64_t> recent_ids;
 };
 
 class Store {
