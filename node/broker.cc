@@ -439,19 +439,21 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
     stale->Discard([&](const std::string& filter) { EraseFromIndex(filter, loaded.client_id); });
   }
   std::shared_ptr<Session> session = sessions_.Restore(loaded, MonotonicMillis());
-  for (const auto& [filter, options] : session->subscriptions()) {
-    InsertIntoIndex(session, filter, options);
-  }
-  session->JournalEverything();
   if (cluster_ != nullptr) {
-    // Copies of what it brought along may still arrive through its old node's stand-in.
+    // Copies of what it brought along may still arrive through its old node's stand-in, and
+    // copies of what arrives directly from now on may follow that way too: tracked before the
+    // session is in the routing index.
     std::vector<uint64_t> ids = loaded.recent_ids;
     for (const storage::LoadedSession::Message& m : loaded.messages) {
       ids.push_back(m.queued.message().id());
     }
     session->StartMoveDedup(ids, MonotonicMillis() + 2 * cluster_->move_grace_ms());
-    cluster_->SessionImported(loaded.client_id);
   }
+  for (const auto& [filter, options] : session->subscriptions()) {
+    InsertIntoIndex(session, filter, options);
+  }
+  session->JournalEverything();
+  if (cluster_ != nullptr) cluster_->SessionImported(loaded.client_id);
   counters_.cluster_sessions_moved.Increment();
 }
 
