@@ -929,6 +929,24 @@ def connack_rc(port, client_id=None, **connect_kwargs):
         c.close()
 
 
+def sequence_mismatch(got, expected):
+    """None if the payload lists are equal, else a short account: how many are missing or
+    duplicated (the first few) and where the lists first differ."""
+    if got == expected:
+        return None
+    missing = [p for p in expected if p not in set(got)]
+    seen, dups = set(), []
+    for p in got:
+        if p in seen:
+            dups.append(p)
+        seen.add(p)
+    first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
+                      min(len(got), len(expected)))
+    return ("got %d messages, expected %d: %d missing (first %r), %d duplicated (first %r), "
+            "first difference at index %d" % (len(got), len(expected), len(missing), missing[:3],
+                                               len(dups), dups[:3], first_diff))
+
+
 def unique_id(prefix="c"):
     return "%s-%s" % (prefix, secrets.token_hex(5))
 

@@ -23,11 +23,11 @@ import unittest
 
 import paho.mqtt.client as mqtt
 
-from meshmq_harness import (RC, TIMEOUT, ClusterTestCase, ConnectionClosed, P, connack, connect,
+from meshmq_harness import (ClusterTestCase, ConnectionClosed, P, RC, TIMEOUT, connack, connect,
                             disconnect, disconnect_v5, parse_publish, parse_v5, pingreq, pingresp,
                             puback, puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel,
-                            sub_options, subscribe, suback, subscribe_v5, unique_id, unsubscribe,
-                            unsuback, wait_for)
+                            sequence_mismatch, sub_options, suback, subscribe, subscribe_v5,
+                            unique_id, unsuback, unsubscribe, wait_for)
 
 A, B, C = 0, 1, 2
 # A lost peer is marked down within --cluster_peer_timeout; this covers a busy 2-core box.
@@ -154,21 +154,10 @@ class ClusterCase(ClusterTestCase):
 
     def assert_same_sequence(self, got, expected):
         """Equal lists of payloads; on a mismatch says what is missing, duplicated or
-        reordered rather than printing hundreds of items."""
-        if got == expected:
-            return
-        missing = [p for p in expected if p not in set(got)]
-        seen, dups = set(), []
-        for p in got:
-            if p in seen:
-                dups.append(p)
-            seen.add(p)
-        first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
-                          min(len(got), len(expected)))
-        self.fail("got %d messages, expected %d: %d missing (first %r), %d duplicated "
-                  "(first %r), first difference at index %d" % (
-                      len(got), len(expected), len(missing), missing[:3], len(dups), dups[:3],
-                      first_diff))
+        reordered rather than printing thousands of items."""
+        mismatch = sequence_mismatch(got, expected)
+        if mismatch:
+            self.fail(mismatch)
 
 
 class RoutingTest(ClusterCase):

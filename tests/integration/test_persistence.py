@@ -20,10 +20,11 @@ import tempfile
 import time
 import unittest
 
-from meshmq_harness import (TIMEOUT, Broker, BrokerTestCase, ConnectionClosed, P, SysWatcher,
+from meshmq_harness import (Broker, BrokerTestCase, ConnectionClosed, P, SysWatcher, TIMEOUT,
                             connack, connect, disconnect, disconnect_v5, meshmq_only, puback,
-                            puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel, subscribe,
-                            suback, subscribe_v5, unique_id, wait_for)
+                            puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel,
+                            sequence_mismatch, suback, subscribe, subscribe_v5, unique_id,
+                            wait_for)
 
 KILL_REASON = "kills meshmqd with SIGKILL and restarts it on the same --data_dir"
 
@@ -146,20 +147,9 @@ class PersistenceTestCase(BrokerTestCase):
     def assert_same_sequence(self, got, expected):
         """Equal lists of payloads; on a mismatch says what is missing, duplicated or
         reordered rather than printing thousands of items."""
-        if got == expected:
-            return
-        missing = [p for p in expected if p not in set(got)]
-        seen, dups = set(), []
-        for p in got:
-            if p in seen:
-                dups.append(p)
-            seen.add(p)
-        first_diff = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
-                          min(len(got), len(expected)))
-        self.fail("got %d messages, expected %d: %d missing (first %r), %d duplicated "
-                  "(first %r), first difference at index %d" % (
-                      len(got), len(expected), len(missing), missing[:3], len(dups), dups[:3],
-                      first_diff))
+        mismatch = sequence_mismatch(got, expected)
+        if mismatch:
+            self.fail(mismatch)
 
 
 @meshmq_only(KILL_REASON)
