@@ -475,6 +475,24 @@ class BrokerTestCase(unittest.TestCase):
 
     # -- helpers bound to the class broker -------------------------------------------------
 
+    def collect(self, c, until_payload, v5=False, timeout=TIMEOUT):
+        """RawClient.collect_publishes (acks QoS 1, completes QoS 2) that fails, rather than
+        errors, when until_payload does not come, saying what did."""
+        got = []
+        try:
+            c.collect_publishes(until_payload, timeout=timeout, v5=v5, got=got)
+        except (ConnectionClosed, TimeoutError) as e:
+            self.fail("no %r (with QoS 2 flows complete) after %d messages, the last %r: %s" % (
+                until_payload, len(got), [m["payload"] for m in got[-5:]], e))
+        return got
+
+    def assert_same_sequence(self, got, expected):
+        """Equal lists of payloads; on a mismatch says what is missing, duplicated or
+        reordered rather than printing thousands of items."""
+        mismatch = sequence_mismatch(got, expected)
+        if mismatch:
+            self.fail(mismatch)
+
     @property
     def port(self):
         return self.broker.port

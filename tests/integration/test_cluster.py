@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 from meshmq_harness import (ClusterTestCase, ConnectionClosed, P, RC, TIMEOUT, connack, connect,
                             disconnect, disconnect_v5, parse_publish, parse_v5, pingreq, pingresp,
                             puback, puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel,
-                            sequence_mismatch, sub_options, suback, subscribe, subscribe_v5,
+                            sub_options, suback, subscribe, subscribe_v5,
                             unique_id, unsuback, unsubscribe, wait_for)
 
 A, B, C = 0, 1, 2
@@ -92,17 +92,6 @@ class ClusterCase(ClusterTestCase):
             c.expect(suback(1, [q for _, q in filters]))
         return c
 
-    def collect(self, c, until_payload, v5=False, timeout=TIMEOUT):
-        """RawClient.collect_publishes (acks QoS 1, completes QoS 2) that fails, rather than
-        errors, when until_payload does not come, saying what did."""
-        got = []
-        try:
-            c.collect_publishes(until_payload, timeout=timeout, v5=v5, got=got)
-        except (ConnectionClosed, TimeoutError) as e:
-            self.fail("no %r after %d messages, the last %r: %s" % (
-                until_payload, len(got), [m["payload"] for m in got[-5:]], e))
-        return got
-
     def payloads(self, c, until_payload, v5=False, timeout=TIMEOUT):
         return [m["payload"] for m in self.collect(c, until_payload, v5, timeout)]
 
@@ -151,14 +140,6 @@ class ClusterCase(ClusterTestCase):
             return last == expected
         self.poll(matches, timeout, lambda: "node %d: new subscribers to %r get %r, expected %r"
                   % (node, topic_filter, last, expected), interval=0.05)
-
-    def assert_same_sequence(self, got, expected):
-        """Equal lists of payloads; on a mismatch says what is missing, duplicated or
-        reordered rather than printing thousands of items."""
-        mismatch = sequence_mismatch(got, expected)
-        if mismatch:
-            self.fail(mismatch)
-
 
 class RoutingTest(ClusterCase):
     """Publishes routed between the nodes of one shared 3-node cluster."""

@@ -23,7 +23,7 @@ import unittest
 from meshmq_harness import (Broker, BrokerTestCase, ConnectionClosed, P, SysWatcher, TIMEOUT,
                             connack, connect, disconnect, disconnect_v5, meshmq_only, puback,
                             puback_v5, pubcomp, publish, publish_v5, pubrec, pubrel,
-                            sequence_mismatch, suback, subscribe, subscribe_v5, unique_id,
+                            suback, subscribe, subscribe_v5, unique_id,
                             wait_for)
 
 KILL_REASON = "kills meshmqd with SIGKILL and restarts it on the same --data_dir"
@@ -132,25 +132,6 @@ class PersistenceTestCase(BrokerTestCase):
     def publish_acked(self, pub, topic, payload, mid, retain=False):
         pub.send(publish(topic, payload, qos=1, mid=mid, retain=retain))
         pub.expect(puback(mid))
-
-    def collect(self, c, until_payload, v5=False, timeout=TIMEOUT):
-        """RawClient.collect_publishes (acks QoS 1, completes QoS 2) that fails, rather than
-        errors, when until_payload does not come, saying what did."""
-        got = []
-        try:
-            c.collect_publishes(until_payload, timeout=timeout, v5=v5, got=got)
-        except (ConnectionClosed, TimeoutError) as e:
-            self.fail("no %r (with QoS 2 flows complete) after %d messages, the last %r: %s" % (
-                until_payload, len(got), [m["payload"] for m in got[-5:]], e))
-        return got
-
-    def assert_same_sequence(self, got, expected):
-        """Equal lists of payloads; on a mismatch says what is missing, duplicated or
-        reordered rather than printing thousands of items."""
-        mismatch = sequence_mismatch(got, expected)
-        if mismatch:
-            self.fail(mismatch)
-
 
 @meshmq_only(KILL_REASON)
 class RetainedPersistenceTest(PersistenceTestCase):
