@@ -49,6 +49,43 @@ int FamilyIndex(std::string_view name) {
   return -1;
 }
 
+// The families of session records: the ones the cluster replicates (Batch::ForEachSessionOp).
+bool IsSessionFamily(int family) {
+  return family == kSessions || family == kQueued || family == kInflight || family == kInboundQos2;
+}
+
+// Whether `key` is a key of session family `family` (storage/schema.h).
+bool IsSessionKey(int family, const std::string& key) {
+  std::string client_id;
+  uint64_t seq = 0;
+  uint16_t packet_id = 0;
+  switch (family) {
+    case kSessions:
+      return key.find('\0') == std::string::npos;
+    case kQueued:
+    case kInflight:
+      return ParseMessageKey(key, &client_id, &seq);
+    case kInboundQos2:
+      return ParseInboundQos2Key(key, &client_id, &packet_id);
+  }
+  return false;
+}
+
+// Whether `value` is a record of session family `family` that LoadSession(s) can read back.
+bool IsSessionValue(int family, const std::string& value) {
+  switch (family) {
+    case kSessions:
+      return SessionRecord().ParseFromString(value);
+    case kQueued:
+      return QueuedRecord().ParseFromString(value);
+    case kInflight:
+      return InflightRecord().ParseFromString(value);
+    case kInboundQos2:
+      return value.empty();
+  }
+  return false;
+}
+
 rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
 std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
 // A key as error messages show it: client ids and topics are text, seqs are not.
@@ -106,6 +143,121 @@ absl::Status NotOurs(const std::string& dir) {
       "data dir ", dir, " holds a RocksDB database that is not meshmq's (no schema version)"));
 }
 
+// Reads sessions with their records out of one snapshot of the four session families, for
+// LoadSessions at start and LoadSession while running.
+//
+// Client ids hold no '\0', so the byte order of client ids is the order of their
+// [id '\0', id '\1') ranges: reading sessions in key order moves the three record iterators
+// forward only, session by session. Records before a session's range belong to no session
+// (orphans) and are skipped.
+class SessionReader {
+ public:
+  // `upper_bound`, if not empty, ends every iterator there (RocksDB then stops at it instead of
+  // stepping over the deleted records of the sessions after it).
+  SessionReader(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& families,
+                const std::string& dir, std::string upper_bound = {})
+      : db_(db), dir_(dir), snapshot_(db->GetSnapshot()), upper_bound_(std::move(upper_bound)) {
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;  // read once, to rebuild sessions in memory
+    read.snapshot = snapshot_;
+    upper_bound_slice_ = ToSlice(upper_bound_);
+    if (!upper_bound_.empty()) read.iterate_upper_bound = &upper_bound_slice_;
+    sessions_.reset(db->NewIterator(read, families[kSessions]));
+    queued_.reset(db->NewIterator(read, families[kQueued]));
+    inflight_.reset(db->NewIterator(read, families[kInflight]));
+    inbound_.reset(db->NewIterator(read, families[kInboundQos2]));
+  }
+  ~SessionReader() {
+    for (auto* it : {&sessions_, &queued_, &inflight_, &inbound_}) it->reset();
+    db_->ReleaseSnapshot(snapshot_);
+  }
+  SessionReader(const SessionReader&) = delete;
+  SessionReader& operator=(const SessionReader&) = delete;
+
+  rocksdb::Iterator* sessions() { return sessions_.get(); }
+
+  // Puts the record iterators at `begin` ("": the first record).
+  void SeekRecords(std::string_view begin) {
+    for (rocksdb::Iterator* it : {queued_.get(), inflight_.get(), inbound_.get()}) {
+      it->Seek(ToSlice(begin));
+    }
+  }
+
+  // The session sessions() is at, with its records. The record iterators must not be past its
+  // range; they are left after it.
+  absl::Status Read(LoadedSession* session) {
+    session->client_id = sessions_->key().ToString();
+    if (!session->record.ParseFromArray(sessions_->value().data(),
+                                        static_cast<int>(sessions_->value().size()))) {
+      return Corrupt("session", sessions_->key());
+    }
+    const std::string begin = SessionRangeBegin(session->client_id);
+    const std::string end = SessionRangeEnd(session->client_id);
+    std::string client_id;
+    for (; Enter(queued_.get(), begin, end); queued_->Next()) {
+      LoadedSession::Message message;
+      if (!ParseMessageKey(ToView(queued_->key()), &client_id, &message.seq) ||
+          !message.queued.ParseFromArray(queued_->value().data(),
+                                         static_cast<int>(queued_->value().size()))) {
+        return Corrupt("queued message", queued_->key());
+      }
+      session->messages.push_back(std::move(message));
+    }
+    // Both ascend by seq: match them like a merge. An inflight record without its queued record
+    // cannot be resent, so it is dropped.
+    auto next_message = session->messages.begin();
+    for (; Enter(inflight_.get(), begin, end); inflight_->Next()) {
+      uint64_t seq = 0;
+      InflightRecord record;
+      if (!ParseMessageKey(ToView(inflight_->key()), &client_id, &seq) ||
+          !record.ParseFromArray(inflight_->value().data(),
+                                 static_cast<int>(inflight_->value().size()))) {
+        return Corrupt("in-flight record", inflight_->key());
+      }
+      while (next_message != session->messages.end() && next_message->seq < seq) ++next_message;
+      if (next_message != session->messages.end() && next_message->seq == seq) {
+        next_message->inflight = std::move(record);
+      }
+    }
+    for (; Enter(inbound_.get(), begin, end); inbound_->Next()) {
+      uint16_t packet_id = 0;
+      if (!ParseInboundQos2Key(ToView(inbound_->key()), &client_id, &packet_id)) {
+        return Corrupt("inbound QoS 2 record", inbound_->key());
+      }
+      session->inbound_qos2.push_back(packet_id);
+    }
+    return absl::OkStatus();
+  }
+
+  // Whether every iterator ended for lack of records rather than for an error.
+  absl::Status status() {
+    for (rocksdb::Iterator* it :
+         {sessions_.get(), queued_.get(), inflight_.get(), inbound_.get()}) {
+      if (!it->status().ok()) return OpenError(dir_, it->status());
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // Positions `it` at the first key of [begin, end) and says whether there is one.
+  static bool Enter(rocksdb::Iterator* it, const std::string& begin, const std::string& end) {
+    while (it->Valid() && it->key().compare(begin) < 0) it->Next();
+    return it->Valid() && it->key().compare(end) < 0;
+  }
+
+  absl::Status Corrupt(const char* what, const rocksdb::Slice& key) const {
+    return absl::DataLossError(absl::StrCat("data dir ", dir_, " is corrupt: unreadable ", what,
+                                            " \"", Printable(key), "\""));
+  }
+
+  rocksdb::DB* const db_;
+  const std::string& dir_;
+  const rocksdb::Snapshot* const snapshot_;
+  const std::string upper_bound_;
+  rocksdb::Slice upper_bound_slice_;
+  std::unique_ptr<rocksdb::Iterator> sessions_, queued_, inflight_, inbound_;
+};
+
 }  // namespace
 
 // ---- Batch ----
@@ -121,65 +273,131 @@ struct Batch::Op {
 Batch::Batch() = default;
 Batch::~Batch() = default;
 Batch::Batch(Batch&& other) noexcept
-    : ops_(std::move(other.ops_)), count_(std::exchange(other.count_, 0)) {
+    : ops_(std::move(other.ops_)),
+      count_(std::exchange(other.count_, 0)),
+      session_ops_(std::exchange(other.session_ops_, 0)) {
   other.ops_.clear();
 }
 Batch& Batch::operator=(Batch&& other) noexcept {
   ops_ = std::move(other.ops_);
   count_ = std::exchange(other.count_, 0);
+  session_ops_ = std::exchange(other.session_ops_, 0);
   other.ops_.clear();
   return *this;
 }
 
+void Batch::Add(Op&& op) {
+  if (IsSessionFamily(op.family)) ++session_ops_;
+  ops_.push_back(std::move(op));
+}
+
 void Batch::PutRetained(std::string_view topic, const StoredMessage& message) {
-  ops_.push_back({kRetained, Op::kPut, std::string(topic), message.SerializeAsString()});
+  Add({kRetained, Op::kPut, std::string(topic), message.SerializeAsString()});
   ++count_;
 }
 
 void Batch::DeleteRetained(std::string_view topic) {
-  ops_.push_back({kRetained, Op::kDelete, std::string(topic), {}});
+  Add({kRetained, Op::kDelete, std::string(topic), {}});
   ++count_;
 }
 
 void Batch::PutSession(std::string_view client_id, const SessionRecord& record) {
-  ops_.push_back({kSessions, Op::kPut, std::string(client_id), record.SerializeAsString()});
+  Add({kSessions, Op::kPut, std::string(client_id), record.SerializeAsString()});
   ++count_;
 }
 
 void Batch::DeleteSession(std::string_view client_id) {
-  ops_.push_back({kSessions, Op::kDelete, std::string(client_id), {}});
+  Add({kSessions, Op::kDelete, std::string(client_id), {}});
   for (Family family : {kQueued, kInflight, kInboundQos2}) {
-    ops_.push_back(
-        {family, Op::kDeleteRange, SessionRangeBegin(client_id), SessionRangeEnd(client_id)});
+    Add({family, Op::kDeleteRange, SessionRangeBegin(client_id), SessionRangeEnd(client_id)});
   }
   ++count_;
 }
 
 void Batch::PutQueued(std::string_view client_id, uint64_t seq, const QueuedRecord& record) {
-  ops_.push_back({kQueued, Op::kPut, MessageKey(client_id, seq), record.SerializeAsString()});
+  Add({kQueued, Op::kPut, MessageKey(client_id, seq), record.SerializeAsString()});
   ++count_;
 }
 
 void Batch::PutInflight(std::string_view client_id, uint64_t seq, const InflightRecord& record) {
-  ops_.push_back({kInflight, Op::kPut, MessageKey(client_id, seq), record.SerializeAsString()});
+  Add({kInflight, Op::kPut, MessageKey(client_id, seq), record.SerializeAsString()});
   ++count_;
 }
 
 void Batch::DeleteMessage(std::string_view client_id, uint64_t seq) {
   std::string key = MessageKey(client_id, seq);
-  ops_.push_back({kQueued, Op::kDelete, key, {}});
-  ops_.push_back({kInflight, Op::kDelete, std::move(key), {}});
+  Add({kQueued, Op::kDelete, key, {}});
+  Add({kInflight, Op::kDelete, std::move(key), {}});
   ++count_;
 }
 
 void Batch::PutInboundQos2(std::string_view client_id, uint16_t packet_id) {
-  ops_.push_back({kInboundQos2, Op::kPut, InboundQos2Key(client_id, packet_id), {}});
+  Add({kInboundQos2, Op::kPut, InboundQos2Key(client_id, packet_id), {}});
   ++count_;
 }
 
 void Batch::DeleteInboundQos2(std::string_view client_id, uint16_t packet_id) {
-  ops_.push_back({kInboundQos2, Op::kDelete, InboundQos2Key(client_id, packet_id), {}});
+  Add({kInboundQos2, Op::kDelete, InboundQos2Key(client_id, packet_id), {}});
   ++count_;
+}
+
+// ---- Replication ----
+
+void Batch::ForEachSessionOp(
+    const std::function<void(std::string_view client_id, RecordOp&& op)>& fn) const {
+  for (const Op& op : ops_) {
+    if (!IsSessionFamily(op.family)) continue;
+    RecordOp record_op;
+    record_op.set_family(std::string(kFamilyNames[op.family]));
+    switch (op.kind) {
+      case Op::kPut:
+        record_op.set_kind(RecordOp::PUT);
+        break;
+      case Op::kDelete:
+        record_op.set_kind(RecordOp::DELETE);
+        break;
+      case Op::kDeleteRange:
+        record_op.set_kind(RecordOp::DELETE_RANGE);
+        break;
+    }
+    record_op.set_key(op.key);
+    record_op.set_value(op.value);
+    // Batch's own keys always parse: in every family but sessions the id ends at the first '\0'.
+    std::string_view client_id = op.key;
+    if (op.family != kSessions) client_id = client_id.substr(0, client_id.find('\0'));
+    fn(client_id, std::move(record_op));
+  }
+}
+
+bool Batch::AddRecordOp(const RecordOp& op) {
+  const int family = FamilyIndex(op.family());
+  if (!IsSessionFamily(family)) return false;
+  const std::string& key = op.key();
+  switch (op.kind()) {
+    case RecordOp::PUT:
+      // A value LoadSession(s) cannot parse would make the whole session unreadable on this
+      // node: it is refused here, record by record, instead.
+      if (!IsSessionKey(family, key) || !IsSessionValue(family, op.value())) return false;
+      Add({static_cast<Family>(family), Op::kPut, key, op.value()});
+      break;
+    case RecordOp::DELETE:
+      if (!IsSessionKey(family, key)) return false;
+      Add({static_cast<Family>(family), Op::kDelete, key, {}});
+      break;
+    case RecordOp::DELETE_RANGE: {
+      // Only ever one whole session's records: [id '\0', id '\1'), the id holding no '\0'.
+      if (family == kSessions || key.empty() || key.find('\0') != key.size() - 1) return false;
+      if (op.value() != SessionRangeEnd(std::string_view(key).substr(0, key.size() - 1))) {
+        return false;
+      }
+      Add({static_cast<Family>(family), Op::kDeleteRange, key, op.value()});
+      break;
+    }
+    default:  // a kind this node does not know (proto3 enums keep unknown values)
+      return false;
+  }
+  ++count_;
+  return true;
 }
 
 bool ParseDurability(std::string_view text, Durability* out) {
@@ -358,92 +576,71 @@ absl::Status Store::LoadRetained(const std::function<void(StoredMessage&&)>& fn)
 }
 
 absl::Status Store::LoadSessions(const std::function<void(LoadedSession&&)>& fn) {
-  // One pass over each family. Client ids hold no '\0', so the byte order of client ids is the
-  // order of their [id '\0', id '\1') ranges: the four iterators advance together, session by
-  // session. Records before a session's range belong to no session (orphans) and are skipped.
-  rocksdb::ReadOptions read;
-  read.fill_cache = false;
-  const rocksdb::Snapshot* snapshot = db_->GetSnapshot();
-  read.snapshot = snapshot;
-  struct ReleaseSnapshot {
-    rocksdb::DB* db;
-    const rocksdb::Snapshot* snapshot;
-    ~ReleaseSnapshot() { db->ReleaseSnapshot(snapshot); }
-  } release{db_.get(), snapshot};
-
-  std::unique_ptr<rocksdb::Iterator> sessions(db_->NewIterator(read, families_[kSessions]));
-  std::unique_ptr<rocksdb::Iterator> queued(db_->NewIterator(read, families_[kQueued]));
-  std::unique_ptr<rocksdb::Iterator> inflight(db_->NewIterator(read, families_[kInflight]));
-  std::unique_ptr<rocksdb::Iterator> inbound(db_->NewIterator(read, families_[kInboundQos2]));
-  queued->SeekToFirst();
-  inflight->SeekToFirst();
-  inbound->SeekToFirst();
-
-  auto corrupt = [this](const char* what, const rocksdb::Slice& key) {
-    return absl::DataLossError(absl::StrCat("data dir ", dir_, " is corrupt: unreadable ", what,
-                                            " \"", Printable(key), "\""));
-  };
-  // Positions `it` at the first key of [begin, end) and says whether there is one.
-  auto enter = [](rocksdb::Iterator* it, const std::string& begin, const std::string& end) {
-    while (it->Valid() && it->key().compare(begin) < 0) it->Next();
-    return it->Valid() && it->key().compare(end) < 0;
-  };
-
-  for (sessions->SeekToFirst(); sessions->Valid(); sessions->Next()) {
+  SessionReader reader(db_.get(), families_, dir_);
+  reader.SeekRecords("");
+  for (reader.sessions()->SeekToFirst(); reader.sessions()->Valid(); reader.sessions()->Next()) {
     LoadedSession session;
-    session.client_id = sessions->key().ToString();
-    if (!session.record.ParseFromArray(sessions->value().data(),
-                                       static_cast<int>(sessions->value().size()))) {
-      return corrupt("session", sessions->key());
-    }
-    const std::string begin = SessionRangeBegin(session.client_id);
-    const std::string end = SessionRangeEnd(session.client_id);
-    std::string client_id;
-    for (; enter(queued.get(), begin, end); queued->Next()) {
-      LoadedSession::Message message;
-      if (!ParseMessageKey(ToView(queued->key()), &client_id, &message.seq) ||
-          !message.queued.ParseFromArray(queued->value().data(),
-                                         static_cast<int>(queued->value().size()))) {
-        return corrupt("queued message", queued->key());
-      }
-      session.messages.push_back(std::move(message));
-    }
-    // Both ascend by seq: match them like a merge. An inflight record without its queued record
-    // cannot be resent, so it is dropped.
-    auto next_message = session.messages.begin();
-    for (; enter(inflight.get(), begin, end); inflight->Next()) {
-      uint64_t seq = 0;
-      InflightRecord record;
-      if (!ParseMessageKey(ToView(inflight->key()), &client_id, &seq) ||
-          !record.ParseFromArray(inflight->value().data(),
-                                 static_cast<int>(inflight->value().size()))) {
-        return corrupt("in-flight record", inflight->key());
-      }
-      while (next_message != session.messages.end() && next_message->seq < seq) ++next_message;
-      if (next_message != session.messages.end() && next_message->seq == seq) {
-        next_message->inflight = std::move(record);
-      }
-    }
-    for (; enter(inbound.get(), begin, end); inbound->Next()) {
-      uint16_t packet_id = 0;
-      if (!ParseInboundQos2Key(ToView(inbound->key()), &client_id, &packet_id)) {
-        return corrupt("inbound QoS 2 record", inbound->key());
-      }
-      session.inbound_qos2.push_back(packet_id);
-    }
+    if (absl::Status s = reader.Read(&session); !s.ok()) return s;
     fn(std::move(session));
   }
-  for (rocksdb::Iterator* it : {sessions.get(), queued.get(), inflight.get(), inbound.get()}) {
-    if (!it->status().ok()) return OpenError(dir_, it->status());
+  return reader.status();
+}
+
+absl::Status Store::WaitSubmitted() {
+  if (absl::Status s = WaitDurable(last_ticket()); !s.ok()) return s;
+  // Failed after the wait's ticket was written: later batches may be missing.
+  return status();
+}
+
+absl::StatusOr<std::optional<LoadedSession>> Store::LoadSession(std::string_view client_id) {
+  if (absl::Status s = WaitSubmitted(); !s.ok()) return s;
+  // Bounded by the session's range: no session key lies in [id, id '\1') but id itself.
+  SessionReader reader(db_.get(), families_, dir_, SessionRangeEnd(client_id));
+  rocksdb::Iterator* sessions = reader.sessions();
+  sessions->Seek(ToSlice(client_id));
+  if (!sessions->Valid() || ToView(sessions->key()) != client_id) {
+    if (absl::Status s = reader.status(); !s.ok()) return s;
+    return std::optional<LoadedSession>();
   }
+  reader.SeekRecords(SessionRangeBegin(client_id));
+  LoadedSession session;
+  if (absl::Status s = reader.Read(&session); !s.ok()) return s;
+  if (absl::Status s = reader.status(); !s.ok()) return s;
+  return std::optional<LoadedSession>(std::move(session));
+}
+
+absl::Status Store::ForEachSession(
+    const std::function<void(std::string_view client_id, const SessionRecord&)>& fn) {
+  if (absl::Status s = WaitSubmitted(); !s.ok()) return s;
+  rocksdb::ReadOptions read;  // one iterator: its own implicit snapshot
+  read.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, families_[kSessions]));
+  SessionRecord record;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!record.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError(absl::StrCat(
+          "data dir ", dir_, " is corrupt: unreadable session \"", Printable(it->key()), "\""));
+    }
+    fn(ToView(it->key()), record);
+  }
+  if (!it->status().ok()) return OpenError(dir_, it->status());
   return absl::OkStatus();
 }
 
 // ---- Writing ----
 
-uint64_t Store::Submit(Batch&& batch) {
+uint64_t Store::Submit(Batch&& batch) { return Submit(std::move(batch), nullptr); }
+
+uint64_t Store::Submit(Batch&& batch, const std::function<void(uint64_t ticket)>& on_ticket) {
   std::lock_guard lock(mu_);
-  if (batch.empty()) return gathering_.empty() ? next_ticket_ - 1 : next_ticket_;
+  if (batch.empty()) {
+    const uint64_t last = gathering_.empty() ? next_ticket_ - 1 : next_ticket_;
+    if (on_ticket) on_ticket(last);
+    return last;
+  }
+  // The writer takes the group, and publishes its ticket durable, under mu_ only: so on_ticket
+  // runs before either.
+  if (on_ticket) on_ticket(next_ticket_);
   gathering_.push_back(std::move(batch));
   if (gathering_.size() == 1) submitted_.notify_one();  // the writer waits only when empty
   return next_ticket_;

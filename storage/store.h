@@ -70,11 +70,36 @@ class Batch {
   bool empty() const { return count_ == 0; }
   size_t count() const { return count_; }
 
+  // Replication (the cluster copies a session's records to another node's Store).
+  //
+  // Visits, in order, the changes this batch makes to session records (families sessions,
+  // queued, inflight, inbound_qos2; retained ones are skipped) as RecordOps, with the client id
+  // each belongs to (parsed from the key: the whole key for "sessions", the part before '\0' for
+  // the others and for a DELETE_RANGE's begin key). DeleteSession is a DELETE on sessions then a
+  // DELETE_RANGE on each of queued, inflight and inbound_qos2; DeleteMessage a DELETE on queued
+  // then on inflight. `client_id` is valid during the call only.
+  void ForEachSessionOp(
+      const std::function<void(std::string_view client_id, RecordOp&& op)>& fn) const;
+  // True if the batch changes any session record.
+  bool has_session_ops() const { return session_ops_ > 0; }
+  // Appends a change received from another node; every op ForEachSessionOp gives is accepted.
+  // False (nothing appended) if its family is not one of the four session families, its kind is
+  // unknown, its key does not parse as a key of that family (a client id without '\0' for
+  // sessions; MessageKey / InboundQos2Key for the others), a DELETE_RANGE does not cover exactly
+  // one client id's range (begin SessionRangeBegin(id), end SessionRangeEnd(id), on queued,
+  // inflight or inbound_qos2), or a PUT's value is not what LoadSessions can read back (a
+  // SessionRecord, QueuedRecord or InflightRecord; empty for inbound_qos2). A DELETE's value is
+  // ignored. Each op appended counts as one change in count().
+  bool AddRecordOp(const RecordOp& op);
+
  private:
   friend class Store;
   struct Op;
+  void Add(Op&& op);
+
   std::vector<Op> ops_;
   size_t count_ = 0;
+  size_t session_ops_ = 0;  // ops_ on the four session families
 };
 
 // A persistent session as read back at start.
@@ -108,8 +133,26 @@ class Store {
   absl::Status LoadRetained(const std::function<void(StoredMessage&&)>& fn);
   absl::Status LoadSessions(const std::function<void(LoadedSession&&)>& fn);
 
+  // Reading while the store runs (any thread; not from the OnDurable callback, which they may
+  // wait for). Each first waits until everything submitted before the call is written, then
+  // reads one consistent snapshot. If the store failed, they return its status: what is on disk
+  // may then lack batches submitted before the call.
+  //
+  // One session as LoadSessions gives it (messages in seq order with their in-flight state,
+  // inbound_qos2 ascending); nullopt if it has no session record.
+  absl::StatusOr<std::optional<LoadedSession>> LoadSession(std::string_view client_id);
+  // Visits every session record (client id, record) in key order.
+  absl::Status ForEachSession(
+      const std::function<void(std::string_view client_id, const SessionRecord&)>& fn);
+
   // Thread-safe; never waits on the disk. An empty batch gets the last ticket handed out.
   uint64_t Submit(Batch&& batch);
+  // As Submit(batch), and calls on_ticket(ticket) once, under the store's lock, before the group
+  // holding the batch can be written: so a caller can register the ticket as "not yet fully
+  // durable" (it also waits for a replica) before anyone can see it durable. on_ticket must not
+  // call the Store. For an empty batch it is called too, with the last ticket handed out, which
+  // may already be durable.
+  uint64_t Submit(Batch&& batch, const std::function<void(uint64_t ticket)>& on_ticket);
   // Every ticket <= this is durable.
   uint64_t durable_ticket() const { return durable_ticket_.load(std::memory_order_acquire); }
   // The highest ticket Submit has handed out so far.
@@ -133,6 +176,8 @@ class Store {
  private:
   Store(std::string dir, Durability durability);
   void WriterLoop();
+  // Waits until everything submitted so far is written; the store's status if it failed.
+  absl::Status WaitSubmitted();
 
   const std::string dir_;
   const Durability durability_;
