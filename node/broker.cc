@@ -73,6 +73,7 @@ absl::Status Broker::Start() {
   store_ = std::move(*store);
   store_->SetMinFreeBytes(config_.store_min_free_bytes);
   persistence_ = std::make_unique<Persistence>(store_.get());
+  if (cluster_ != nullptr) persistence_->SetReplication(cluster_->replication());
   if (absl::Status status = ReloadAuth(); !status.ok()) return status;
 
   absl::StatusOr<std::unique_ptr<Acceptor>> acceptor = Acceptor::Bind(config_.mqtt_listen, this);
@@ -90,7 +91,7 @@ absl::Status Broker::Start() {
   // Each written group releases the acks waiting for it, on the workers that hold them.
   // The raw pointer, not store_: unique_ptr::reset() clears store_ before the destructor's last
   // group calls back here.
-  store_->SetOnDurable([this, store = store_.get()](uint64_t durable) {
+  persistence_->SetOnDurable([this, store = store_.get()](uint64_t durable, bool store_wrote) {
     if (absl::Status status = store->status(); !status.ok()) {
       // Every group after a failed write is refused too: nothing more becomes durable, and
       // connections waiting on the store are closed without their acks (Worker::OnDurable).
@@ -99,7 +100,7 @@ absl::Status Broker::Start() {
                      std::string(status.message()).c_str());
       }
       counters_.store_errors.Increment();
-    } else {
+    } else if (store_wrote) {
       counters_.store_write_groups.Increment();
     }
     if (cluster_ != nullptr) cluster_->OnDurable(durable);
@@ -455,6 +456,52 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
   session->JournalEverything();
   if (cluster_ != nullptr) cluster_->SessionImported(loaded.client_id);
   counters_.cluster_sessions_moved.Increment();
+}
+
+size_t Broker::DeliverToSessions(const MessagePtr& message,
+                                 const std::vector<std::string>& client_ids) {
+  std::shared_ptr<const AuthConfig> auth = auth_if_acl();
+  size_t delivered = 0;
+  std::vector<SubscriberRef> matches;
+  for (const std::string& client_id : client_ids) {
+    std::shared_ptr<Session> session = sessions_.Find(client_id);
+    if (session == nullptr || session->discarded()) continue;
+    matches.clear();
+    for (const auto& [filter, options] : session->subscriptions()) {
+      SharedFilter shared;
+      if (ClassifyFilter(filter, &shared) == FilterKind::kShared) continue;
+      if (TopicMatches(filter, message->topic)) matches.push_back(SubscriberRef{session, options});
+    }
+    QueuedMessage queued;
+    if (matches.empty() ||
+        !MergeMatches(message, nullptr, matches.data(), matches.data() + matches.size(), nullptr,
+                      &queued) ||
+        !ReadAllowed(auth.get(), *session, message->topic)) {
+      continue;
+    }
+    queued.message = message;
+    Deliver(*session, std::move(queued));
+    ++delivered;
+  }
+  return delivered;
+}
+
+void Broker::CloseAllClients(const std::string& reason, uint8_t disconnect_reason,
+                             bool publish_wills) {
+  for (auto& worker : workers_) worker->CloseAll(reason, disconnect_reason, publish_wills);
+}
+
+bool Broker::DropStaleSession(const std::string& client_id) {
+  std::shared_ptr<Session> session = sessions_.Extract(client_id);
+  if (session == nullptr) return false;
+  CancelWill(client_id);
+  if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
+    Worker* worker = owner->worker;
+    const uint64_t connection_id = owner->connection_id;
+    worker->Post([worker, connection_id] { worker->CloseTakenOver(connection_id, false); });
+  }
+  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  return true;
 }
 
 bool Broker::ApplyRemoteRetained(const std::string& topic, MessagePtr message,

@@ -129,6 +129,15 @@ class Broker {
   // Adds a session that moved here from another node (offline, replacing any left here) with
   // its subscriptions, and writes it to the store.
   void ImportSession(const storage::LoadedSession& loaded);
+  // Delivers `message` to those of `client_ids`' sessions whose ordinary subscriptions match it
+  // (a message a dead peer took but never acknowledged, to the sessions taken over from it).
+  // Returns how many.
+  size_t DeliverToSessions(const MessagePtr& message, const std::vector<std::string>& client_ids);
+  // Closes every client connection, on every worker (Worker::CloseAll).
+  void CloseAllClients(const std::string& reason, uint8_t disconnect_reason, bool publish_wills);
+  // Ends the session of `client_id` quietly (no will), closing its connection: another node
+  // holds a newer one (cluster/README.md). False if there is none.
+  bool DropStaleSession(const std::string& client_id);
   // A retained change from a peer: applied if newer than what this node holds.
   bool ApplyRemoteRetained(const std::string& topic, MessagePtr message,
                            const RetainedVersion& version);

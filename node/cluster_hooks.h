@@ -12,9 +12,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "node/message.h"
+#include "node/persistence.h"
 #include "node/retained_store.h"
 #include "node/session.h"
 #include "storage/store.h"
@@ -77,6 +79,16 @@ class ClusterHooks {
 
   // The store made everything up to `durable` durable (called on the store's writer thread).
   virtual void OnDurable(uint64_t durable) = 0;
+
+  // False while this node may not serve clients (it is cut off from most of the cluster, or
+  // leaving): CONNECTs are refused with Server unavailable.
+  virtual bool Serving() const = 0;
+  // While a dead peer's sessions are being taken over elsewhere, a publish whose topic its
+  // routes matched must wait, or it would miss them: returns true, and calls `resume` (any
+  // thread) once the takeover is done; false (the usual case, cheap) to go on now.
+  virtual bool HoldPublish(std::string_view topic, std::function<void()> resume) = 0;
+  // Where the store's session changes are replicated (Persistence::SetReplication).
+  virtual SessionReplication* replication() = 0;
 
   // The broker is stopping: its workers are gone (their connections' wills were forwarded) and
   // its store closes next, so nothing may arrive from peers any more. Ends the links.

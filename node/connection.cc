@@ -74,10 +74,39 @@ std::string Connection::PeerName() const {
   return absl::StrCat(host, ":", port);
 }
 
+bool Connection::HoldForCluster(uint8_t first_byte, std::string_view body) {
+  ClusterHooks* cluster = broker_->cluster();
+  if (cluster == nullptr || (first_byte >> 4) != 3 || state_ != State::kConnected) return false;
+  // The topic is the PUBLISH's first field; an empty one (an MQTT 5 topic alias) or a malformed
+  // one holds on any takeover: HandlePublish judges it later.
+  std::string_view topic;
+  if (body.size() >= 2) {
+    const size_t length = (static_cast<uint8_t>(body[0]) << 8) | static_cast<uint8_t>(body[1]);
+    if (body.size() >= 2 + length) topic = body.substr(2, length);
+  }
+  const bool held = cluster->HoldPublish(
+      topic, [worker = worker_, id = id_] { worker->ResumeInput(id); });
+  if (!held) return false;
+  input_held_ = true;
+  worker_->SetReading(this, false);
+  return true;
+}
+
+void Connection::ResumeInput() {
+  if (!input_held_ || state_ == State::kClosing) return;
+  input_held_ = false;
+  worker_->SetReading(this, true);
+  if (!in_.empty()) {
+    const size_t used = ProcessInput(in_);
+    in_.erase(0, used);
+  }
+}
+
 void Connection::OnReadable() {
   thread_local char buffer[kReadChunk];
   size_t total = 0;
-  while (state_ != State::kClosing && !pending_connect_ && total < kMaxReadPerIteration) {
+  while (state_ != State::kClosing && !pending_connect_ && !input_held_ &&
+         total < kMaxReadPerIteration) {
     ssize_t n = read(fd_, buffer, sizeof(buffer));
     if (n > 0) {
       total += static_cast<size_t>(n);
@@ -111,7 +140,7 @@ void Connection::OnReadable() {
 size_t Connection::ProcessInput(std::string_view data) {
   const size_t max_packet_size = broker_->config().max_packet_size;
   size_t used = 0;
-  while (state_ != State::kClosing && !pending_connect_ && used < data.size()) {
+  while (state_ != State::kClosing && !pending_connect_ && !input_held_ && used < data.size()) {
     std::string_view rest = data.substr(used);
     // Judge the first byte before waiting for a whole packet, so that a stranger (an HTTP
     // request, say) is turned away at once rather than at --connect_timeout.
@@ -133,7 +162,9 @@ size_t Connection::ProcessInput(std::string_view data) {
       Close(why, true, codec::reason::kPacketTooLarge);
       break;
     }
-    HandlePacket(frame.first_byte, rest.substr(frame.header_size, frame.remaining_length));
+    const std::string_view body = rest.substr(frame.header_size, frame.remaining_length);
+    if (HoldForCluster(frame.first_byte, body)) break;  // this packet again on ResumeInput
+    HandlePacket(frame.first_byte, body);
     used += frame.total_size();
   }
   return used;
@@ -245,7 +276,7 @@ void Connection::HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset) 
 
 void Connection::HoldOutputFrom(size_t offset, uint64_t ticket) {
   Persistence* persistence = broker_->persistence();
-  if (persistence == nullptr || ticket <= persistence->store().durable_ticket()) return;
+  if (persistence == nullptr || ticket <= persistence->durable_ticket()) return;
   AddHold(offset, ticket, 0);
   if (!awaiting_durable_) {
     awaiting_durable_ = true;
@@ -323,7 +354,7 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
   while (!waits.done_early.empty() && waits.done_early.erase(waits.done + 1) > 0) ++waits.done;
   Persistence* persistence = broker_->persistence();
   const uint64_t durable =
-      persistence == nullptr ? UINT64_MAX : persistence->store().durable_ticket();
+      persistence == nullptr ? UINT64_MAX : persistence->durable_ticket();
   if (ReleaseHeldOutput(durable) && !awaiting_durable_) {
     awaiting_durable_ = true;
     worker_->AwaitDurable(id_);

@@ -56,6 +56,8 @@ class Connection {
   // The peers answered a paused CONNECT (cluster/): `moved` is the session another node had for
   // the client id, if it had one and the CONNECT resumes it.
   void ResumeConnect(std::optional<storage::LoadedSession> moved);
+  // A held PUBLISH may go on (Worker::ResumeInput).
+  void ResumeInput();
   // Cluster wait `seq` (StartClusterWait) completed: peers took the message (ok), or one
   // refused it at its flow-control limit, which closes the connection without its acks.
   void OnClusterWaitDone(uint64_t seq, bool ok);
@@ -181,6 +183,12 @@ class Connection {
     uint32_t expiry = 0;
   };
   std::unique_ptr<PendingConnect> pending_connect_;
+  // A PUBLISH waits for the cluster (ClusterHooks::HoldPublish): input is not processed, and
+  // reading stops, until ResumeInput.
+  bool input_held_ = false;
+  // True if the PUBLISH packet `body` (with `first_byte`) must wait for the cluster; then input
+  // is held.
+  bool HoldForCluster(uint8_t first_byte, std::string_view body);
   std::shared_ptr<Session> session_;
   const bool over_quota_;
 

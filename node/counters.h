@@ -33,6 +33,7 @@ struct Counters {
   Counter subscribe_denied;
   Counter auth_failures;
   Counter takeovers;
+  Counter connections_refused_unavailable;  // CONNECT while not serving (no quorum, leaving)
   Counter wills_published;
   Counter wills_delayed;
   Counter messages_expired;
@@ -58,6 +59,11 @@ struct Counters {
   Counter cluster_sessions_moved;        // sessions taken over from another node
   Counter cluster_move_forwarded;        // messages for a session that moved away, sent after it
   Counter cluster_move_duplicates;       // copies a session that just moved here got twice, dropped
+  Counter cluster_sessions_taken_over;   // sessions of a dead or leaving node taken over here
+  Counter cluster_stale_sessions_dropped;  // own sessions dropped: another node took them later
+  Counter cluster_orphans_redelivered;   // messages a dead peer never acked, delivered again
+  Counter cluster_publishes_held;        // publishes that waited for a takeover
+  Counter cluster_wills_published;       // wills of clients of a dead node, published here
 
   // Calls fn(name, value) for each counter, in a stable order.
   template <typename Fn>
@@ -85,6 +91,7 @@ struct Counters {
     fn("sessions_restored", sessions_restored.value());
     fn("retained_restored", retained_restored.value());
     fn("store_write_groups", store_write_groups.value());
+    fn("connections_refused_unavailable", connections_refused_unavailable.value());
     fn("store_errors", store_errors.value());
     fn("cluster_forwarded", cluster_forwarded.value());
     fn("cluster_received", cluster_received.value());
@@ -95,6 +102,11 @@ struct Counters {
     fn("cluster_sessions_moved", cluster_sessions_moved.value());
     fn("cluster_move_forwarded", cluster_move_forwarded.value());
     fn("cluster_move_duplicates", cluster_move_duplicates.value());
+    fn("cluster_sessions_taken_over", cluster_sessions_taken_over.value());
+    fn("cluster_stale_sessions_dropped", cluster_stale_sessions_dropped.value());
+    fn("cluster_orphans_redelivered", cluster_orphans_redelivered.value());
+    fn("cluster_publishes_held", cluster_publishes_held.value());
+    fn("cluster_wills_published", cluster_wills_published.value());
   }
 };
 

@@ -114,6 +114,14 @@ void Connection::HandleConnect(codec::Connect& connect) {
     RefuseConnect(codec::reason::kQuotaExceeded, "too many connections (--max_connections)");
     return;
   }
+  if (broker_->cluster() != nullptr && !broker_->cluster()->Serving()) {
+    // Cut off from most of the cluster (or leaving): the client's session may be live on the
+    // other side; it is to connect there (cluster/README.md, partitions).
+    broker_->counters().connections_refused_unavailable.Increment();
+    RefuseConnect(codec::reason::kServerUnavailable,
+                  "this node is not serving: it cannot reach most of the cluster");
+    return;
+  }
   if (connect.will && !IsValidTopicName(connect.will->topic)) {
     if (v5()) {
       broker_->counters().packets_malformed.Increment();

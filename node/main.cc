@@ -65,6 +65,10 @@ ABSL_FLAG(uint64_t, cluster_max_pending_bytes, uint64_t{64} << 20,
           "Bytes sent to one peer and not yet acknowledged; beyond it QoS 0 messages for that peer "
           "are dropped (cluster_forward_dropped) and QoS 1/2 publishers are disconnected without "
           "their ack (cluster_forward_refused), to send again");
+ABSL_FLAG(int, replication_factor, 2,
+          "Copies of each persistent session in a cluster, its owner's included (1: none)");
+ABSL_FLAG(absl::Duration, cluster_leave_timeout, absl::Seconds(10),
+          "On SIGTERM, how long each step of handing sessions to peers may take");
 ABSL_FLAG(int, workers, 0, "Event-loop threads (0: one per core)");
 ABSL_FLAG(std::string, password_file, "", "Mosquitto-format password file (mosquitto_passwd)");
 ABSL_FLAG(std::string, acl_file, "", "Mosquitto-format ACL file");
@@ -227,7 +231,13 @@ int main(int argc, char** argv) {
     cluster_config.heartbeat_interval = absl::GetFlag(FLAGS_cluster_heartbeat_interval);
     cluster_config.peer_timeout = absl::GetFlag(FLAGS_cluster_peer_timeout);
     cluster_config.max_pending_bytes = absl::GetFlag(FLAGS_cluster_max_pending_bytes);
-    cluster = std::make_unique<meshmq::cluster::ClusterNode>(&broker, std::move(cluster_config));
+    const int replication_factor = absl::GetFlag(FLAGS_replication_factor);
+    if (replication_factor < 1) {
+      std::fprintf(stderr, "meshmqd: --replication_factor must be at least 1\n");
+      return 2;
+    }
+    cluster = std::make_unique<meshmq::cluster::ClusterNode>(&broker, std::move(cluster_config),
+                                                             replication_factor);
     broker.SetCluster(cluster.get());
   }
   if (absl::Status status = broker.Start(); !status.ok()) {
@@ -266,6 +276,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));
     break;
   }
+  // A graceful stop hands this node's sessions to its peers first (a rolling restart loses
+  // nothing; clients see a reconnect).
+  if (cluster != nullptr) cluster->Leave(absl::GetFlag(FLAGS_cluster_leave_timeout));
   broker.Stop();  // ends the cluster links too, once the wills of its clients went out
   std::fprintf(stderr, "meshmqd: stopped\n");
   return 0;

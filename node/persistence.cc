@@ -1,5 +1,6 @@
 #include "node/persistence.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/time/clock.h"
@@ -17,8 +18,49 @@ thread_local uint64_t t_ticket = 0;
 
 void Persistence::Submit(storage::Batch&& batch) {
   if (store_ == nullptr) return;
-  const uint64_t ticket = store_->Submit(std::move(batch));
+  if (replication_ == nullptr || !batch.has_session_ops()) {
+    const uint64_t ticket = store_->Submit(std::move(batch));
+    if (ticket > t_ticket) t_ticket = ticket;
+    return;
+  }
+  std::vector<std::pair<std::string, storage::RecordOp>> ops;
+  batch.ForEachSessionOp([&ops](std::string_view client_id, storage::RecordOp&& op) {
+    ops.emplace_back(std::string(client_id), std::move(op));
+  });
+  const uint64_t ticket = store_->Submit(std::move(batch), [this](uint64_t ticket) {
+    absl::MutexLock lock(&replicating_mu_);
+    ++replicating_[ticket];
+    min_replicating_.store(replicating_.begin()->first, std::memory_order_seq_cst);
+  });
   if (ticket > t_ticket) t_ticket = ticket;
+  replication_->Replicate(std::move(ops), ticket);
+}
+
+uint64_t Persistence::durable_ticket() const {
+  const uint64_t stored = store_ == nullptr ? 0 : store_->durable_ticket();
+  const uint64_t replicating = min_replicating_.load(std::memory_order_seq_cst);
+  return replicating == UINT64_MAX ? stored : std::min(stored, replicating - 1);
+}
+
+void Persistence::SetOnDurable(std::function<void(uint64_t, bool)> fn) {
+  on_durable_ = std::move(fn);
+  store_->SetOnDurable([this](uint64_t) { Notify(true); });
+}
+
+void Persistence::ReplicaDone(uint64_t ticket) {
+  {
+    absl::MutexLock lock(&replicating_mu_);
+    auto it = replicating_.find(ticket);
+    if (it == replicating_.end()) return;
+    if (--it->second == 0) replicating_.erase(it);
+    min_replicating_.store(replicating_.empty() ? UINT64_MAX : replicating_.begin()->first,
+                           std::memory_order_seq_cst);
+  }
+  Notify(false);
+}
+
+void Persistence::Notify(bool store_wrote) {
+  if (on_durable_) on_durable_(durable_ticket(), store_wrote);
 }
 
 uint64_t Persistence::ThreadTicket() { return t_ticket; }

@@ -454,8 +454,21 @@ void Session::JournalEverything() {
   absl::MutexLock lock(&mu_);
   if (!journaling()) return;
   storage::Batch batch;
-  batch.PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
-                                                     subscriptions_));
+  AddEverythingLocked(&batch);
+  persistence_->Submit(std::move(batch));
+}
+
+void Session::WithSnapshot(const std::function<void(storage::Batch&&, bool persistent)>& fn) {
+  absl::MutexLock lock(&mu_);
+  storage::Batch batch;
+  const bool persistent = journaling();
+  if (persistent) AddEverythingLocked(&batch);
+  fn(std::move(batch), persistent);
+}
+
+void Session::AddEverythingLocked(storage::Batch* batch) const {
+  batch->PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
+                                                      subscriptions_));
   for (const Inflight& f : inflight_) {
     if (f.queued.seq == 0) continue;
     storage::QueuedRecord queued;
@@ -464,21 +477,20 @@ void Session::JournalEverything() {
     } else {
       queued = Persistence::ToRecord(f.queued);
     }
-    batch.PutQueued(client_id_, f.queued.seq, queued);
+    batch->PutQueued(client_id_, f.queued.seq, queued);
     storage::InflightRecord record;
     record.set_packet_id(f.packet_id);
     record.set_awaiting_pubcomp(f.awaiting_pubcomp);
-    batch.PutInflight(client_id_, f.queued.seq, record);
+    batch->PutInflight(client_id_, f.queued.seq, record);
   }
   if (pending_) {
     for (const QueuedMessage& queued : *pending_) {
-      if (queued.seq != 0) batch.PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
+      if (queued.seq != 0) batch->PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
     }
   }
   if (inbound_qos2_) {
-    for (uint16_t packet_id : *inbound_qos2_) batch.PutInboundQos2(client_id_, packet_id);
+    for (uint16_t packet_id : *inbound_qos2_) batch->PutInboundQos2(client_id_, packet_id);
   }
-  persistence_->Submit(std::move(batch));
 }
 
 storage::LoadedSession Session::ExportAndForwardTo(Forwarder forward) {

@@ -230,6 +230,11 @@ class Session {
   storage::LoadedSession DiscardAndExport(Fn&& erase_filter_from_trie);
   // Writes all of the session to the store: a session that arrived from another node.
   void JournalEverything();
+  // Calls `fn`, under the session's lock, with a batch that writes all of the session as
+  // JournalEverything would (empty, and `persistent` false, if the session is not stored): so
+  // no change of the session slips between the snapshot and what `fn` does with it. For the
+  // cluster's replicas (cluster/replicator.h).
+  void WithSnapshot(const std::function<void(storage::Batch&&, bool persistent)>& fn);
   // Returns everything the session holds, as DiscardAndExport does, and in the same step makes
   // it a stand-in for the session that moves to another node: it keeps its subscriptions, but
   // Enqueue hands every later message to `forward` (under the session's lock) instead of
@@ -257,6 +262,8 @@ class Session {
 
  private:
   storage::LoadedSession ExportLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds what JournalEverything writes to `batch`.
+  void AddEverythingLocked(storage::Batch* batch) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   struct Inflight {
     uint16_t packet_id = 0;

@@ -115,6 +115,14 @@ std::shared_ptr<Session> SessionStore::Find(const std::string& client_id) const 
   return it == sessions_.end() ? nullptr : it->second;
 }
 
+std::vector<std::string> SessionStore::ClientIds() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  ids.reserve(sessions_.size());
+  for (const auto& [client_id, session] : sessions_) ids.push_back(client_id);
+  return ids;
+}
+
 std::shared_ptr<Session> SessionStore::Extract(const std::string& client_id) {
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(client_id);

@@ -65,6 +65,8 @@ class SessionStore {
 
   // Cluster session moves. The session of `client_id`, or null.
   std::shared_ptr<Session> Find(const std::string& client_id) const;
+  // Every session's client id (the cluster replicates the persistent ones).
+  std::vector<std::string> ClientIds() const;
   // Removes the session of `client_id` (deleting its records) and returns it, or null: it moves
   // to another node. The caller discards it (Session::DiscardAndExport).
   std::shared_ptr<Session> Extract(const std::string& client_id);

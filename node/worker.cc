@@ -78,9 +78,23 @@ void Worker::Kick(uint64_t connection_id) {
   });
 }
 
-void Worker::CloseTakenOver(uint64_t connection_id) {
+void Worker::CloseAll(std::string reason, uint8_t disconnect_reason, bool publish_wills) {
+  Post([this, reason = std::move(reason), disconnect_reason, publish_wills] {
+    for (auto& [id, connection] : connections_) {
+      if (!connection->closing()) connection->Close(reason, publish_wills, disconnect_reason);
+    }
+  });
+}
+
+void Worker::ResumeInput(uint64_t connection_id) {
+  Post([this, connection_id] {
+    if (Connection* connection = Find(connection_id)) connection->ResumeInput();
+  });
+}
+
+void Worker::CloseTakenOver(uint64_t connection_id, bool publish_will) {
   if (Connection* connection = Find(connection_id)) {
-    connection->Close("client id taken over by a connection to another node", true,
+    connection->Close("client id taken over by a connection to another node", publish_will,
                       codec::reason::kSessionTakenOver);
   }
 }

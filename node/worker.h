@@ -57,6 +57,11 @@ class Worker : public EventLoop::Handler {
   void RequestFlush(uint64_t connection_id);
   // Closes `connection_id` because another connection took its client id over.
   void Kick(uint64_t connection_id);
+  // Closes every connection (MQTT 5 clients get DISCONNECT `reason`), without their wills when
+  // `publish_wills` is false: this node stops serving while its clients go on elsewhere.
+  void CloseAll(std::string reason, uint8_t disconnect_reason, bool publish_wills);
+  // Input of `connection_id`, paused by a held publish (ClusterHooks::HoldPublish), goes on.
+  void ResumeInput(uint64_t connection_id);
   bool InWorkerThread() const {
     return std::this_thread::get_id() == thread_id_.load(std::memory_order_relaxed);
   }
@@ -70,7 +75,7 @@ class Worker : public EventLoop::Handler {
   // Stops (and restarts) watching the connection's socket while its CONNECT waits for peers.
   void SetReading(Connection* connection, bool reading);
   // Closes a connection whose client id a connection on another node took over.
-  void CloseTakenOver(uint64_t connection_id);
+  void CloseTakenOver(uint64_t connection_id, bool publish_will = true);
   // The cluster answered `connection_id`'s paused CONNECT.
   void OnSessionTaken(uint64_t connection_id, std::optional<storage::LoadedSession> moved);
   // `connection` holds acks that wait for a store ticket (Connection::SendDurableAck).
