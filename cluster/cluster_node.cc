@@ -41,18 +41,51 @@ class Tally {
 
 }  // namespace
 
-ClusterNode::ClusterNode(Broker* broker, TransportConfig config)
+ClusterNode::ClusterNode(Broker* broker, TransportConfig config, int replication_factor)
     : broker_(broker),
       node_id_(config.node_id),
       // A link that takes longer than the peer timeout to deliver is declared down anyway.
       move_grace_ms_(std::max<int64_t>(1000, absl::ToInt64Milliseconds(config.peer_timeout))),
-      transport_(std::move(config), this) {}
+      heartbeat_interval_(config.heartbeat_interval),
+      peer_timeout_(config.peer_timeout),
+      transport_(std::move(config), this),
+      replicator_(broker, &transport_, replication_factor, [this] { return UpPeers(); }),
+      started_ms_(MonotonicMillis()) {}
 
 ClusterNode::~ClusterNode() { Stop(); }
 
-absl::Status ClusterNode::Start() { return transport_.Start(); }
+absl::Status ClusterNode::Start() {
+  const std::string& data_dir = broker_->config().data_dir;
+  absl::StatusOr<std::unique_ptr<ReplicaStore>> replicas = ReplicaStore::Open(
+      data_dir + "/replica", broker_->config().durability_fsync ? storage::Durability::kFsync
+                                                                : storage::Durability::kProcess);
+  if (!replicas.ok()) return replicas.status();
+  replicas_ = std::move(*replicas);
+  membership_ = std::make_unique<Membership>(node_id_, data_dir + "/cluster_members");
+  // A node that remembers a cluster serves once it hears from most of it.
+  CheckQuorum();
+  replicator_.Start();
+  if (absl::Status status = transport_.Start(); !status.ok()) return status;
+  maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  return absl::OkStatus();
+}
 
-void ClusterNode::Stop() { transport_.Stop(); }
+void ClusterNode::Stop() {
+  {
+    absl::MutexLock lock(&maintenance_mu_);
+    stopping_ = true;
+  }
+  if (maintenance_.joinable()) maintenance_.join();
+  transport_.Stop();
+  replicator_.Stop();
+  // Publishes still held or orphaned are answered: their connections are gone by now.
+  std::vector<std::function<void()>> resumes;
+  for (Failovers::Completed& completed : failovers_.Poll(INT64_MAX, &resumes)) {
+    for (Failovers::Orphan& orphan : completed.orphans) orphan.answer(false);
+  }
+  for (auto& resume : resumes) resume();
+  replicas_.reset();
+}
 
 // --- Routes -------------------------------------------------------------------------------------
 
@@ -185,18 +218,25 @@ size_t ClusterNode::Forward(const MessagePtr& message,
 
   storage::StoredMessage record = Persistence::ToRecord(*message);
   std::shared_ptr<Tally> tally;
-  if (on_accepted) {
-    // A peer whose link drops before it answers counts as having taken the message: it is no
-    // longer a node with subscribers for it (issue 6 is about what its sessions lose).
-    tally = std::make_shared<Tally>(plans.size(), std::move(on_accepted));
-  }
+  if (on_accepted) tally = std::make_shared<Tally>(plans.size(), std::move(on_accepted));
   Counters& counters = broker_->counters();
   for (Plan& plan : plans) {
     Frame frame;
+    std::function<void(bool)> on_ack;
+    if (tally) {
+      // A peer whose link drops before it answers may have died with the message: it waits
+      // for the failover, then goes to the sessions taken over from that peer.
+      on_ack = [this, tally, message, peer = plan.peer, plan = plan.forward](bool ok) {
+        if (ok) {
+          tally->Add(true);
+          return;
+        }
+        failovers_.AddOrphan(peer, Failovers::Orphan{message, plan,
+                                                     [tally](bool ok) { tally->Add(ok); }});
+      };
+    }
     *plan.forward.mutable_message() = record;
     *frame.mutable_forward() = std::move(plan.forward);
-    std::function<void(bool)> on_ack;
-    if (tally) on_ack = [tally](bool) { tally->Add(true); };
     switch (transport_.Send(plan.peer, std::move(frame), std::move(on_ack),
                             /*droppable=*/true)) {
       case Transport::SendResult::kQueued:
@@ -221,7 +261,7 @@ size_t ClusterNode::Forward(const MessagePtr& message,
 void ClusterNode::AfterDurable(std::function<void()> done) {
   Persistence* persistence = broker_->persistence();
   const uint64_t ticket = Persistence::ThreadTicket();
-  if (persistence == nullptr || ticket <= persistence->store().durable_ticket()) {
+  if (persistence == nullptr || ticket <= persistence->durable_ticket()) {
     done();
     return;
   }
@@ -230,7 +270,7 @@ void ClusterNode::AfterDurable(std::function<void()> done) {
     durable_waiters_.emplace(ticket, std::move(done));
   }
   // The group may have been written between the check and the insert.
-  OnDurable(persistence->store().durable_ticket());
+  OnDurable(persistence->durable_ticket());
 }
 
 void ClusterNode::OnDurable(uint64_t durable) {
@@ -316,6 +356,25 @@ void ClusterNode::OnOutboundUp(const std::string& peer, std::vector<Frame>* snap
         }
       });
   if (frame.has_retained_snapshot()) snapshot->push_back(std::move(frame));
+  // The sessions this node owns, first of all, so that the peer drops stale copies before it
+  // counts this link as synced (and serves clients with them).
+  {
+    std::vector<Frame> claims(1);
+    absl::MutexLock lock(&claims_mu_);
+    for (const std::string& client_id : broker_->sessions().ClientIds()) {
+      if (claims.back().session_claims().client_ids_size() >= static_cast<int>(kSnapshotChunk)) {
+        claims.emplace_back();
+      }
+      SessionClaims* out = claims.back().mutable_session_claims();
+      out->add_client_ids(client_id);
+      auto it = claims_.find(client_id);
+      out->add_hlcs(it == claims_.end() ? 0 : it->second);
+    }
+    snapshot->insert(snapshot->begin(), std::make_move_iterator(claims.begin()),
+                     std::make_move_iterator(claims.end()));
+  }
+  // Then what it replicates there, afresh.
+  replicator_.LinkUp(peer, snapshot);
   UpdatePeer(peer, 1, -1);
 }
 
@@ -329,15 +388,67 @@ void ClusterNode::OnInboundDown(const std::string& peer) {
 }
 
 void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) {
-  absl::MutexLock lock(&peers_mu_);
-  PeerState& state = peers_[peer];
-  if (outbound >= 0) state.outbound = outbound == 1;
-  if (synced >= 0) state.synced = synced == 1;
-  const bool up = state.outbound && state.synced;
-  if (up != state.logged_up) {
-    state.logged_up = up;
-    std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
+  bool changed = false;
+  bool up = false;
+  {
+    absl::MutexLock lock(&peers_mu_);
+    PeerState& state = peers_[peer];
+    if (outbound >= 0) state.outbound = outbound == 1;
+    if (synced >= 0) state.synced = synced == 1;
+    up = state.outbound && state.synced;
+    if (up != state.logged_up) {
+      state.logged_up = up;
+      changed = true;
+      std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
+    }
   }
+  if (!changed) return;
+  const int64_t now_ms = MonotonicMillis();
+  if (up) {
+    if (membership_) membership_->Add(peer);
+    {
+      absl::MutexLock lock(&loss_mu_);
+      losses_.erase(peer);
+    }
+    failovers_.NodeBack(peer);
+  } else {
+    {
+      absl::MutexLock lock(&loss_mu_);
+      LossState& loss = losses_[peer];
+      loss.down_since_ms = now_ms;
+      loss.reported = false;
+    }
+    failovers_.PeerGone(peer);
+    std::vector<std::string> reporters = UpPeers();
+    const bool quorum = membership_ != nullptr && membership_->HasQuorum(reporters);
+    if (quorum && !leaving_.load()) {
+      reporters.push_back(node_id_);
+      failovers_.Begin(peer, remote_.Filters(peer), reporters,
+                       now_ms + 3 * absl::ToInt64Milliseconds(peer_timeout_));
+    } else {
+      // Nobody here takes its sessions over: what it never acknowledged is refused, so the
+      // publishers send it again (to a node that can take it).
+      for (Failovers::Orphan& orphan : failovers_.TakeOrphans(peer)) orphan.answer(false);
+    }
+  }
+  replicator_.MembersChanged();
+  absl::MutexLock lock(&maintenance_mu_);
+  wake_ = true;
+}
+
+std::vector<std::string> ClusterNode::UpPeers() {
+  absl::MutexLock lock(&peers_mu_);
+  std::vector<std::string> up;
+  for (const auto& [peer, state] : peers_) {
+    if (state.logged_up) up.push_back(peer);
+  }
+  return up;
+}
+
+bool ClusterNode::IsUp(const std::string& peer) {
+  absl::MutexLock lock(&peers_mu_);
+  auto it = peers_.find(peer);
+  return it != peers_.end() && it->second.logged_up;
 }
 
 void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<void()> done) {
@@ -353,6 +464,18 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
       const cluster::Forward& forward = frame.forward();
       MessagePtr message = Persistence::FromRecord(forward.message());
       if (message == nullptr) break;
+      if (!forward.taken_from().empty()) {
+        std::vector<std::string> taken;
+        {
+          absl::MutexLock lock(&loss_mu_);
+          auto it = losses_.find(forward.taken_from());
+          if (it != losses_.end()) taken = it->second.taken;
+        }
+        broker_->counters().cluster_orphans_redelivered.Increment();
+        broker_->DeliverToSessions(message, taken);
+        AfterDurable(std::move(done));
+        return;
+      }
       std::vector<std::pair<std::string, std::string>> shared;
       for (const SharedTarget& target : forward.shared()) {
         shared.emplace_back(target.group(), target.filter());
@@ -374,6 +497,33 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
     case Frame::kDeliver:
       OnDeliver(frame.deliver());
       break;
+    case Frame::kReplicaOps:
+      if (replicas_ != nullptr) {
+        replicas_->Apply(peer, frame.replica_ops(), std::move(done));
+        return;
+      }
+      break;
+    case Frame::kReplicaDrop:
+      if (replicas_ != nullptr) {
+        replicas_->Drop(peer, frame.replica_drop().client_id(), std::move(done));
+        return;
+      }
+      break;
+    case Frame::kReplicaPurge:
+      if (replicas_ != nullptr) {
+        replicas_->Purge(peer, std::move(done));
+        return;
+      }
+      break;
+    case Frame::kSessionClaims:
+      OnSessionClaims(peer, frame.session_claims());
+      break;
+    case Frame::kFailoverDone:
+      failovers_.Report(frame.failover_done().node(), peer);
+      break;
+    case Frame::kLeaving:
+      OnLeaving(peer);
+      break;
     default:  // Barrier, and kinds a newer node may send
       break;
   }
@@ -384,7 +534,14 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
 
 bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
                               std::function<void(std::optional<storage::LoadedSession>)> done) {
-  if (transport_.UpPeers().empty()) return false;
+  Claim(client_id);
+  if (transport_.UpPeers().empty()) {
+    // Alone: a copy kept here of a session whose owner is gone is the client's session.
+    std::optional<storage::LoadedSession> copy = TakeReplicaCopy(client_id, std::string());
+    if (!copy || clean_start) return false;
+    done(std::move(copy));
+    return true;
+  }
   if (!clean_start) {
     const int64_t now_ms = MonotonicMillis();
     absl::MutexLock lock(&moves_mu_);
@@ -399,14 +556,19 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
   transport_.TakeSessionFromPeers(
       request, [this, client_id, done = std::move(done)](std::vector<TakeSessionReply> replies) {
         // A client id lives on one node at a time, so at most one reply has a session; should
-        // two (after a partition), the one whose client left last is the one it knows.
+        // two (after a partition), the one whose client left last is the one it knows. A
+        // replica's copy counts only if no owner answered.
         std::optional<storage::LoadedSession> moved;
+        bool from_owner = false;
         for (TakeSessionReply& reply : replies) {
           if (!reply.had_session()) continue;
-          if (moved && moved->record.disconnected_at_unix_ms() >=
-                           reply.session().disconnected_at_unix_ms()) {
+          if (moved && (from_owner && reply.from_replica())) continue;
+          if (moved && from_owner == !reply.from_replica() &&
+              moved->record.disconnected_at_unix_ms() >=
+                  reply.session().disconnected_at_unix_ms()) {
             continue;
           }
+          from_owner = !reply.from_replica();
           moved.emplace();
           moved->client_id = client_id;
           moved->record = std::move(*reply.mutable_session());
@@ -421,9 +583,16 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
           }
           moved->recent_ids.assign(reply.recent_ids().begin(), reply.recent_ids().end());
         }
-        if (!moved) {  // nothing moves here: nothing to wait for
-          absl::MutexLock lock(&moves_mu_);
-          moves_in_.erase(client_id);
+        if (!moved) {
+          // Nothing moves here: nothing to wait for. But this node may keep a copy.
+          {
+            absl::MutexLock lock(&moves_mu_);
+            moves_in_.erase(client_id);
+          }
+          moved = TakeReplicaCopy(client_id, std::string());
+        } else if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
+          // The session came from elsewhere: a copy here is stale.
+          replicas_->Drop(copy->owner, client_id, [] {});
         }
         done(std::move(moved));
       });
@@ -434,7 +603,18 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
                                 std::function<void()> done) {
   broker_->HandOverSession(
       request.client_id(), request.clean_start(), request.node_id(),
-      [reply, done = std::move(done)](std::optional<storage::LoadedSession> exported) {
+      [this, request, reply, done = std::move(done)](
+          std::optional<storage::LoadedSession> exported) {
+        {
+          absl::MutexLock lock(&claims_mu_);
+          claims_.erase(request.client_id());
+        }
+        if (!exported && replicas_ != nullptr) {
+          // No session here, but maybe a copy whose owner is gone: the client resumes it there.
+          exported = TakeReplicaCopy(request.client_id(), request.node_id());
+          if (exported && request.clean_start()) exported.reset();
+          if (exported) reply->set_from_replica(true);
+        }
         if (exported) {
           reply->set_had_session(true);
           *reply->mutable_session() = std::move(exported->record);
@@ -497,6 +677,288 @@ void ClusterNode::SessionImported(const std::string& client_id) {
     broker_->DeliverToSession(client_id, std::move(queued));
   }
   it->second.early.clear();
+}
+
+// --- Node loss ----------------------------------------------------------------------------------
+
+void ClusterNode::Claim(const std::string& client_id) {
+  const uint64_t hlc = broker_->clock().Now();
+  absl::MutexLock lock(&claims_mu_);
+  claims_[client_id] = hlc;
+}
+
+std::optional<storage::LoadedSession> ClusterNode::TakeReplicaCopy(
+    const std::string& client_id, const std::string& except_owner) {
+  if (replicas_ == nullptr) return std::nullopt;
+  std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id);
+  // An owner that is up answers for its session itself (and its hand-over drops this copy).
+  if (!copy || copy->owner == except_owner || IsUp(copy->owner)) return std::nullopt;
+  std::optional<storage::LoadedSession> session = replicas_->Take(client_id);
+  if (session) broker_->counters().cluster_sessions_taken_over.Increment();
+  return session;
+}
+
+void ClusterNode::SendToUpPeers(const Frame& frame) {
+  for (const std::string& peer : transport_.UpPeers()) {
+    transport_.Send(peer, frame, nullptr, /*droppable=*/false);
+  }
+}
+
+void ClusterNode::OnSessionClaims(const std::string& peer, const SessionClaims& claims) {
+  for (int i = 0; i < claims.client_ids_size() && i < claims.hlcs_size(); ++i) {
+    const std::string& client_id = claims.client_ids(i);
+    uint64_t mine = 0;
+    {
+      absl::MutexLock lock(&claims_mu_);
+      auto it = claims_.find(client_id);
+      if (it != claims_.end()) mine = it->second;
+    }
+    // The later claim wins (ties: the higher node id), everywhere the same way.
+    const uint64_t theirs = claims.hlcs(i);
+    if (std::tie(mine, node_id_) > std::tie(theirs, peer)) continue;
+    if (broker_->DropStaleSession(client_id)) {
+      broker_->counters().cluster_stale_sessions_dropped.Increment();
+      absl::MutexLock lock(&claims_mu_);
+      claims_.erase(client_id);
+    }
+    // A copy from an older owner is stale too.
+    if (replicas_ != nullptr) {
+      if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id);
+          copy && copy->owner != peer) {
+        replicas_->Drop(copy->owner, client_id, [] {});
+      }
+    }
+  }
+}
+
+void ClusterNode::OnLeaving(const std::string& peer) {
+  {
+    absl::MutexLock lock(&loss_mu_);
+    LossState& loss = losses_[peer];
+    loss.left = true;
+    loss.reported = false;
+  }
+  if (membership_) membership_->Remove(peer);
+  std::fprintf(stderr, "meshmqd: cluster: peer %s is leaving\n", peer.c_str());
+  TakeOverOrphanedSessions();
+}
+
+bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owner) {
+  std::optional<storage::LoadedSession> session = replicas_->Take(client_id);
+  if (!session) return false;
+  Claim(client_id);
+  {
+    absl::MutexLock lock(&loss_mu_);
+    losses_[owner].taken.push_back(client_id);
+  }
+  broker_->ImportSession(*session);
+  broker_->counters().cluster_sessions_taken_over.Increment();
+  Frame frame;
+  SessionClaims* claims = frame.mutable_session_claims();
+  claims->add_client_ids(client_id);
+  {
+    absl::MutexLock lock(&claims_mu_);
+    claims->add_hlcs(claims_[client_id]);
+  }
+  SendToUpPeers(frame);
+  return true;
+}
+
+void ClusterNode::TakeOverOrphanedSessions() {
+  if (replicas_ == nullptr || !serving_.load()) return;
+  const int64_t now_ms = MonotonicMillis();
+  const int64_t timeout_ms = absl::ToInt64Milliseconds(peer_timeout_);
+  // Which owners are gone: left, or down (or never seen since this node started) for the timeout.
+  absl::flat_hash_map<std::string, bool> gone;
+  auto is_gone = [&](const std::string& node) {
+    auto it = gone.find(node);
+    if (it != gone.end()) return it->second;
+    const bool up = IsUp(node);
+    bool result = false;
+    {
+      absl::MutexLock lock(&loss_mu_);
+      auto loss = losses_.find(node);
+      if (loss != losses_.end() && loss->second.left) {
+        result = true;
+      } else if (!up) {
+        const int64_t since = loss == losses_.end() ? started_ms_ : loss->second.down_since_ms;
+        result = now_ms - since >= timeout_ms;
+      }
+    }
+    gone[node] = result;
+    return result;
+  };
+  absl::flat_hash_map<std::string, int> taken;
+  for (const auto& [client_id, copy] : replicas_->All()) {
+    if (!is_gone(copy.owner)) continue;
+    // The first replica in the owner's order that is still here takes it.
+    std::string successor;
+    for (const std::string& replica : copy.replicas) {
+      if (replica == copy.owner) continue;
+      if (replica == node_id_ || (IsUp(replica) && !is_gone(replica))) {
+        successor = replica;
+        break;
+      }
+    }
+    if (successor.empty()) successor = node_id_;  // no other replica is left
+    if (successor != node_id_) continue;
+    if (TakeOver(client_id, copy.owner)) ++taken[copy.owner];
+  }
+  for (const auto& [owner, count] : taken) {
+    std::fprintf(stderr, "meshmqd: cluster: took over %d sessions of %s\n", count, owner.c_str());
+  }
+  // Report, once per loss, that this node is done with each gone node: after the routes of
+  // what it took, on the same links.
+  std::vector<std::string> done;
+  {
+    absl::MutexLock lock(&loss_mu_);
+    for (auto& [node, loss] : losses_) {
+      if (loss.reported) continue;
+      const bool left = loss.left;
+      if (!left && now_ms - loss.down_since_ms < timeout_ms) continue;
+      loss.reported = true;
+      done.push_back(node);
+    }
+  }
+  for (const std::string& node : done) {
+    if (!is_gone(node)) continue;
+    Frame frame;
+    frame.mutable_failover_done()->set_node(node);
+    SendToUpPeers(frame);
+    failovers_.Report(node, node_id_);
+  }
+}
+
+void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
+  broker_->counters().cluster_orphans_redelivered.Increment();
+  Frame frame;
+  cluster::Forward* forward = frame.mutable_forward();
+  const bool back = IsUp(node);
+  if (back) {
+    *forward = orphan.plan;  // it came back: it delivers as first planned
+  } else {
+    forward->set_taken_from(node);
+  }
+  *forward->mutable_message() = Persistence::ToRecord(*orphan.message);
+  std::vector<std::string> targets = back ? std::vector<std::string>{node} : transport_.UpPeers();
+  auto tally = std::make_shared<Tally>(targets.size() + 1, std::move(orphan.answer));
+  for (const std::string& peer : targets) {
+    if (transport_.Send(
+            peer, frame, [tally](bool ok) { tally->Add(ok); }, /*droppable=*/false) !=
+        Transport::SendResult::kQueued) {
+      tally->Add(false);
+    }
+  }
+  if (!back) {
+    std::vector<std::string> taken;
+    {
+      absl::MutexLock lock(&loss_mu_);
+      auto it = losses_.find(node);
+      if (it != losses_.end()) taken = it->second.taken;
+    }
+    broker_->DeliverToSessions(orphan.message, taken);
+  }
+  AfterDurable([tally] { tally->Add(true); });
+}
+
+void ClusterNode::CompleteFailovers() {
+  std::vector<std::function<void()>> resumes;
+  for (Failovers::Completed& completed : failovers_.Poll(MonotonicMillis(), &resumes)) {
+    for (Failovers::Orphan& orphan : completed.orphans) {
+      Redeliver(completed.node, std::move(orphan));
+    }
+  }
+  // After the orphans: a publisher's held messages follow the ones it sent before.
+  for (auto& resume : resumes) resume();
+}
+
+bool ClusterNode::HoldPublish(std::string_view topic, std::function<void()> resume) {
+  if (!failovers_.active()) return false;
+  if (!failovers_.Hold(topic, std::move(resume))) return false;
+  broker_->counters().cluster_publishes_held.Increment();
+  return true;
+}
+
+void ClusterNode::CheckQuorum() {
+  if (membership_ == nullptr) return;
+  const bool quorum = membership_->HasQuorum(UpPeers()) && !leaving_.load();
+  if (serving_.exchange(quorum) == quorum) return;
+  if (quorum) {
+    std::fprintf(stderr, "meshmqd: cluster: serving (in touch with most of the cluster)\n");
+    return;
+  }
+  if (leaving_.load()) return;
+  std::fprintf(stderr,
+               "meshmqd: cluster: not serving: cut off from most of the cluster (members: %zu)\n",
+               membership_->members().size());
+  // Its clients' sessions are taken over on the other side: they are to go there, without
+  // wills (the other side publishes those).
+  broker_->CloseAllClients("this node is cut off from most of the cluster",
+                           codec::reason::kUseAnotherServer, false);
+}
+
+void ClusterNode::MaintenanceLoop() {
+  for (;;) {
+    {
+      absl::MutexLock lock(&maintenance_mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(maintenance_mu_) {
+        return stopping_ || wake_;
+      };
+      maintenance_mu_.AwaitWithTimeout(absl::Condition(&woken), heartbeat_interval_);
+      if (stopping_) return;
+      wake_ = false;
+    }
+    CheckQuorum();
+    TakeOverOrphanedSessions();
+    CompleteFailovers();
+  }
+}
+
+void ClusterNode::Leave(absl::Duration timeout) {
+  leaving_.store(true);
+  serving_.store(false);
+  std::fprintf(stderr, "meshmqd: cluster: leaving\n");
+  broker_->CloseAllClients("this node is leaving the cluster", codec::reason::kServerShuttingDown,
+                           false);
+  // The closes update the sessions (offline since now), and every change reaches the replicas.
+  const absl::Time deadline = absl::Now() + timeout;
+  int quiet = 0;
+  while (absl::Now() < deadline && quiet < 3) {
+    absl::SleepFor(absl::Milliseconds(20));
+    Persistence* persistence = broker_->persistence();
+    const bool idle = replicator_.Idle() &&
+                      (persistence == nullptr ||
+                       persistence->durable_ticket() >= persistence->store().last_ticket());
+    quiet = idle ? quiet + 1 : 0;
+  }
+  // Then the replicas take over, and this node waits until all have.
+  std::vector<std::string> peers = transport_.UpPeers();
+  if (peers.empty()) return;
+  // Shared with the callbacks, which may outlive this call if a peer is slower than `timeout`.
+  struct Answers {
+    absl::Mutex mu;
+    size_t count ABSL_GUARDED_BY(mu) = 0;
+  };
+  auto answers = std::make_shared<Answers>();
+  for (const std::string& peer : peers) {
+    Frame frame;
+    frame.mutable_leaving();
+    auto on_ack = [answers](bool) {
+      absl::MutexLock lock(&answers->mu);
+      ++answers->count;
+    };
+    if (transport_.Send(peer, std::move(frame), on_ack, /*droppable=*/false) !=
+        Transport::SendResult::kQueued) {
+      on_ack(false);
+    }
+  }
+  absl::MutexLock lock(&answers->mu);
+  auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(answers->mu) {
+    return answers->count == peers.size();
+  };
+  answers->mu.AwaitWithDeadline(absl::Condition(&all), deadline + timeout);
+  std::fprintf(stderr, "meshmqd: cluster: left (%zu of %zu peers answered)\n", answers->count,
+               peers.size());
 }
 
 }  // namespace meshmq::cluster

@@ -12,8 +12,17 @@
 //   peer; the whole retained state (tombstones too) goes to a peer when a link comes up; each
 //   node keeps the highest version (node/retained_store.h).
 //
+// - Node loss (issue 6; cluster/README.md has the whole policy): persistent sessions are
+//   replicated (cluster/replicator.h) into peers' replica stores (cluster/replica_store.h). When
+//   a peer has been down for the peer timeout, and this node is in the majority (Membership),
+//   the copies whose first surviving replica is this node are taken over: imported as sessions
+//   here, their routes announced, and every other node told (SessionClaims), so stale copies
+//   anywhere drop. Publishes racing with that are held and orphaned forwards redelivered
+//   (cluster/failover.h). A node in the minority stops serving clients.
+//
 // THREADING: thread-safe. ClusterHooks methods run on the broker's threads, Transport::Handler
-// methods on gRPC's; neither blocks.
+// methods on gRPC's; neither blocks. A maintenance thread checks quorum, takes sessions over and
+// completes failovers every heartbeat interval.
 #ifndef MESHMQ_CLUSTER_CLUSTER_NODE_H_
 #define MESHMQ_CLUSTER_CLUSTER_NODE_H_
 
@@ -23,13 +32,19 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "cluster/failover.h"
+#include "cluster/membership.h"
 #include "cluster/remote_routes.h"
+#include "cluster/replica_store.h"
+#include "cluster/replicator.h"
 #include "cluster/transport.h"
 #include "node/cluster_hooks.h"
 
@@ -43,11 +58,18 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
  public:
   // `broker` must outlive this; call broker->SetCluster(this) before the broker starts, and
   // Start() after it did.
-  ClusterNode(Broker* broker, TransportConfig config);
+  // `replication_factor`: copies of each persistent session, its owner's included
+  // (--replication_factor).
+  ClusterNode(Broker* broker, TransportConfig config, int replication_factor = 2);
   ~ClusterNode() override;
 
+  // Opens the replica store (<data_dir>/replica) and the links.
   absl::Status Start();
   void Stop();
+  // Graceful leave (SIGTERM): stops serving, closes the clients (no wills: they go on
+  // elsewhere), waits until their sessions are on the replicas, then has the replicas take them
+  // over, waiting at most `timeout` for each step.
+  void Leave(absl::Duration timeout);
   int port() const { return transport_.port(); }
   const Transport& transport() const { return transport_; }
 
@@ -69,6 +91,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
                  const QueuedMessage& queued) override;
   void SessionImported(const std::string& client_id) override;
   int64_t move_grace_ms() const override { return move_grace_ms_; }
+  bool Serving() const override { return serving_.load(std::memory_order_acquire); }
+  bool HoldPublish(std::string_view topic, std::function<void()> resume) override;
+  SessionReplication* replication() override { return &replicator_; }
 
   // Transport::Handler
   void OnOutboundUp(const std::string& peer, std::vector<Frame>* snapshot) override;
@@ -89,12 +114,62 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void ApplyRetained(const RetainedChange& change);
   // Logs "peer X up/down" as the pair of links with X comes and goes.
   void UpdatePeer(const std::string& peer, int outbound, int synced);
+  // Peers that are up (both links, routes synced).
+  std::vector<std::string> UpPeers();
+  bool IsUp(const std::string& peer);
+
+  // --- Node loss ---
+  void MaintenanceLoop();
+  void CheckQuorum();
+  // Takes over the copies whose owner is gone (down for the peer timeout, or left) and this node
+  // is the first surviving replica of; reports FailoverDone for the nodes it finished.
+  void TakeOverOrphanedSessions();
+  bool TakeOver(const std::string& client_id, const std::string& owner);
+  void CompleteFailovers();
+  // Delivers a forward its first receiver died with (or sends it back to that node).
+  void Redeliver(const std::string& node, Failovers::Orphan orphan);
+  void SendToUpPeers(const Frame& frame);
+  void OnSessionClaims(const std::string& peer, const SessionClaims& claims);
+  void OnLeaving(const std::string& peer);
+  void Claim(const std::string& client_id);
+  // A session copy for a client connecting elsewhere (or here), if its owner is gone.
+  std::optional<storage::LoadedSession> TakeReplicaCopy(const std::string& client_id,
+                                                        const std::string& except_owner);
 
   Broker* const broker_;
   const std::string node_id_;
   const int64_t move_grace_ms_;
+  const absl::Duration heartbeat_interval_;
+  const absl::Duration peer_timeout_;
   Transport transport_;
   RemoteRoutes remote_;
+  Replicator replicator_;
+  std::unique_ptr<ReplicaStore> replicas_;
+  std::unique_ptr<Membership> membership_;
+  Failovers failovers_;
+  std::atomic<bool> serving_{true};
+  std::atomic<bool> leaving_{false};
+  const int64_t started_ms_;
+
+  absl::Mutex maintenance_mu_;
+  bool stopping_ ABSL_GUARDED_BY(maintenance_mu_) = false;
+  bool wake_ ABSL_GUARDED_BY(maintenance_mu_) = false;
+  std::thread maintenance_;
+
+  // When each peer was last seen going down (MonotonicMillis), whether its failover was
+  // reported, and which sessions this node took from it.
+  struct LossState {
+    int64_t down_since_ms = 0;
+    bool reported = false;
+    bool left = false;  // it left gracefully (Leaving)
+    std::vector<std::string> taken;
+  };
+  absl::Mutex loss_mu_;
+  absl::flat_hash_map<std::string, LossState> losses_ ABSL_GUARDED_BY(loss_mu_);
+
+  // When this node took each session it owns (HLC; absent: before its last start).
+  absl::Mutex claims_mu_;
+  absl::flat_hash_map<std::string, uint64_t> claims_ ABSL_GUARDED_BY(claims_mu_);
 
   // This node's subscription counts, by "{filter}\0{group}"; changed and sent under the lock so
   // peers see one filter's counts in order.
@@ -126,6 +201,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     bool outbound = false;  // our link to it is up
     bool synced = false;    // its link to us is up and its route snapshot arrived
     bool logged_up = false;
+    std::vector<std::string> filters;  // its routes when it went down
   };
   absl::Mutex peers_mu_;
   absl::flat_hash_map<std::string, PeerState> peers_ ABSL_GUARDED_BY(peers_mu_);

@@ -46,9 +46,25 @@ void RemoteRoutes::Replace(const std::string& peer, const RouteSnapshot& snapsho
   for (const Route& route : snapshot.routes()) ApplyLocked(peer, route);
 }
 
-void RemoteRoutes::DropPeer(const std::string& peer) {
+std::vector<std::string> RemoteRoutes::Filters(const std::string& peer) {
   absl::MutexLock lock(&mu_);
+  std::vector<std::string> filters;
+  auto it = by_peer_.find(peer);
+  if (it != by_peer_.end()) {
+    for (const auto& [key, filter] : it->second) filters.push_back(filter);
+  }
+  return filters;
+}
+
+std::vector<std::string> RemoteRoutes::DropPeer(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> filters;
+  auto it = by_peer_.find(peer);
+  if (it != by_peer_.end()) {
+    for (const auto& [key, filter] : it->second) filters.push_back(filter);
+  }
   DropPeerLocked(peer);
+  return filters;
 }
 
 void RemoteRoutes::DropPeerLocked(const std::string& peer) {

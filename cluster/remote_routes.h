@@ -37,8 +37,10 @@ class RemoteRoutes {
   void Apply(const std::string& peer, const Route& route);
   // Replaces everything known of `peer` by `snapshot`.
   void Replace(const std::string& peer, const RouteSnapshot& snapshot);
-  // Forgets `peer`'s routes.
-  void DropPeer(const std::string& peer);
+  // Forgets `peer`'s routes; returns their filters.
+  std::vector<std::string> DropPeer(const std::string& peer);
+  // The filters `peer` has routes on.
+  std::vector<std::string> Filters(const std::string& peer);
   // Appends the routes whose filter matches `topic`.
   void Match(std::string_view topic, std::vector<EntryPtr>* out) const;
   // No route at all: the publish path skips the trie.

@@ -1,0 +1,118 @@
+#include "cluster/failover.h"
+
+#include <utility>
+
+#include "node/topic.h"
+
+namespace meshmq::cluster {
+
+void Failovers::Begin(const std::string& node, std::vector<std::string> filters,
+                      const std::vector<std::string>& reporters, int64_t deadline_ms) {
+  absl::MutexLock lock(&mu_);
+  State& state = failovers_[node];
+  state.filters = std::move(filters);
+  state.awaiting = std::set<std::string>(reporters.begin(), reporters.end());
+  state.deadline_ms = deadline_ms;
+  state.complete = false;
+  for (const std::string& reporter : early_reports_[node]) state.awaiting.erase(reporter);
+  early_reports_.erase(node);
+  auto early = early_orphans_.find(node);
+  if (early != early_orphans_.end()) {
+    for (Orphan& orphan : early->second) state.orphans.push_back(std::move(orphan));
+    early_orphans_.erase(early);
+  }
+  UpdateActiveLocked();
+}
+
+void Failovers::Report(const std::string& node, const std::string& reporter) {
+  absl::MutexLock lock(&mu_);
+  auto it = failovers_.find(node);
+  if (it == failovers_.end()) {
+    early_reports_[node].insert(reporter);
+    return;
+  }
+  it->second.awaiting.erase(reporter);
+}
+
+void Failovers::PeerGone(const std::string& peer) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [node, state] : failovers_) state.awaiting.erase(peer);
+}
+
+void Failovers::NodeBack(const std::string& node) {
+  absl::MutexLock lock(&mu_);
+  early_reports_.erase(node);
+  auto it = failovers_.find(node);
+  if (it != failovers_.end()) it->second.complete = true;
+}
+
+void Failovers::AddOrphan(const std::string& node, Orphan orphan) {
+  absl::MutexLock lock(&mu_);
+  auto it = failovers_.find(node);
+  if (it != failovers_.end() && !it->second.complete) {
+    it->second.orphans.push_back(std::move(orphan));
+  } else {
+    early_orphans_[node].push_back(std::move(orphan));
+  }
+}
+
+std::vector<Failovers::Orphan> Failovers::TakeOrphans(const std::string& node) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Orphan> orphans;
+  auto it = early_orphans_.find(node);
+  if (it != early_orphans_.end()) {
+    orphans = std::move(it->second);
+    early_orphans_.erase(it);
+  }
+  return orphans;
+}
+
+bool Failovers::Hold(std::string_view topic, std::function<void()> resume) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [node, state] : failovers_) {
+    if (state.complete) continue;
+    // An empty topic is an MQTT 5 alias: which topic it stands for is not known here.
+    bool matches = topic.empty();
+    for (const std::string& filter : state.filters) {
+      if (matches) break;
+      matches = TopicMatches(filter, topic);
+    }
+    if (matches) {
+      held_.push_back(std::move(resume));
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<Failovers::Completed> Failovers::Poll(int64_t now_ms,
+                                                  std::vector<std::function<void()>>* resumes) {
+  absl::MutexLock lock(&mu_);
+  std::vector<Completed> completed;
+  for (auto it = failovers_.begin(); it != failovers_.end();) {
+    State& state = it->second;
+    if (state.complete || state.awaiting.empty() || now_ms >= state.deadline_ms) {
+      completed.push_back(Completed{it->first, std::move(state.orphans)});
+      failovers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (failovers_.empty()) {
+    // Held publishes all go on together; one still matching a failover in progress is simply
+    // held again when it is read.
+    for (auto& resume : held_) resumes->push_back(std::move(resume));
+    held_.clear();
+  } else if (!completed.empty()) {
+    for (auto& resume : held_) resumes->push_back(std::move(resume));
+    held_.clear();
+  }
+  UpdateActiveLocked();
+  return completed;
+}
+
+void Failovers::UpdateActiveLocked() {
+  active_.store(!failovers_.empty(), std::memory_order_release);
+}
+
+}  // namespace meshmq::cluster

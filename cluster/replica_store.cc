@@ -1,0 +1,172 @@
+#include "cluster/replica_store.h"
+
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "storage/schema.h"
+
+namespace meshmq::cluster {
+
+absl::StatusOr<std::unique_ptr<ReplicaStore>> ReplicaStore::Open(const std::string& dir,
+                                                                 storage::Durability durability) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create replica dir ", dir, ": ", error.message()));
+  }
+  absl::StatusOr<std::unique_ptr<storage::Store>> store = storage::Store::Open(dir, durability);
+  if (!store.ok()) return store.status();
+  std::unique_ptr<ReplicaStore> replicas(new ReplicaStore(std::move(*store)));
+  absl::MutexLock lock(&replicas->mu_);
+  absl::Status status = replicas->store_->ForEachSession(
+      [&](std::string_view client_id, const storage::SessionRecord& record) {
+        Copy& copy = replicas->copies_[std::string(client_id)];
+        copy.owner = record.replica_owner();
+        copy.replicas.assign(record.replica_set().begin(), record.replica_set().end());
+      });
+  if (!status.ok()) return status;
+  return replicas;
+}
+
+ReplicaStore::ReplicaStore(std::unique_ptr<storage::Store> store) : store_(std::move(store)) {
+  // The raw pointer: unique_ptr::reset() clears store_ before the destructor's last group calls
+  // back here.
+  store_->SetOnDurable([this, store = store_.get()](uint64_t durable) {
+    OnDurable(durable, !store->status().ok());
+  });
+}
+
+ReplicaStore::~ReplicaStore() {
+  store_.reset();  // writes what is left; its callbacks still find waiters_
+}
+
+void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
+                         std::function<void()> done) {
+  storage::Batch batch;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = copies_.find(ops.client_id());
+    if (ops.reset()) {
+      batch.DeleteSession(ops.client_id());
+      Copy& copy = copies_[ops.client_id()];
+      copy.owner = owner;
+      copy.replicas.assign(ops.replicas().begin(), ops.replicas().end());
+      it = copies_.find(ops.client_id());
+    } else if (it == copies_.end() || it->second.owner != owner) {
+      done();  // not (or no longer) the sender's to change
+      return;
+    }
+    bool deleted = false;
+    for (const storage::RecordOp& op : ops.ops()) {
+      if (op.family() == storage::kSessionsFamily && op.kind() == storage::RecordOp::PUT) {
+        // The copy carries its owner and takeover order, for a restart of this node.
+        storage::SessionRecord record;
+        if (!record.ParseFromString(op.value())) continue;
+        record.set_replica_owner(it->second.owner);
+        for (const std::string& replica : it->second.replicas) record.add_replica_set(replica);
+        storage::RecordOp marked = op;
+        marked.set_value(record.SerializeAsString());
+        batch.AddRecordOp(marked);
+        deleted = false;
+        continue;
+      }
+      if (op.family() == storage::kSessionsFamily && op.kind() == storage::RecordOp::DELETE) {
+        deleted = true;
+      }
+      batch.AddRecordOp(op);
+    }
+    if (deleted) copies_.erase(it);
+    Write(std::move(batch), std::move(done));
+  }
+}
+
+void ReplicaStore::Drop(const std::string& owner, const std::string& client_id,
+                        std::function<void()> done) {
+  absl::MutexLock lock(&mu_);
+  auto it = copies_.find(client_id);
+  if (it == copies_.end() || it->second.owner != owner) {
+    done();
+    return;
+  }
+  copies_.erase(it);
+  storage::Batch batch;
+  batch.DeleteSession(client_id);
+  Write(std::move(batch), std::move(done));
+}
+
+void ReplicaStore::Purge(const std::string& owner, std::function<void()> done) {
+  absl::MutexLock lock(&mu_);
+  storage::Batch batch;
+  absl::erase_if(copies_, [&](const auto& entry) {
+    if (entry.second.owner != owner) return false;
+    batch.DeleteSession(entry.first);
+    return true;
+  });
+  Write(std::move(batch), std::move(done));
+}
+
+std::optional<ReplicaStore::Copy> ReplicaStore::Find(const std::string& client_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = copies_.find(client_id);
+  if (it == copies_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::pair<std::string, ReplicaStore::Copy>> ReplicaStore::All() const {
+  absl::MutexLock lock(&mu_);
+  return std::vector<std::pair<std::string, Copy>>(copies_.begin(), copies_.end());
+}
+
+size_t ReplicaStore::size() const {
+  absl::MutexLock lock(&mu_);
+  return copies_.size();
+}
+
+std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& client_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = copies_.find(client_id);
+  if (it == copies_.end()) return std::nullopt;
+  copies_.erase(it);
+  // LoadSession reads what is written: everything applied so far first.
+  if (!store_->WaitDurable(store_->last_ticket()).ok()) return std::nullopt;
+  absl::StatusOr<std::optional<storage::LoadedSession>> loaded = store_->LoadSession(client_id);
+  storage::Batch batch;
+  batch.DeleteSession(client_id);
+  store_->Submit(std::move(batch));
+  if (!loaded.ok() || !loaded->has_value()) return std::nullopt;
+  storage::LoadedSession session = std::move(**loaded);
+  session.record.clear_replica_owner();
+  session.record.clear_replica_set();
+  return session;
+}
+
+void ReplicaStore::Write(storage::Batch&& batch, std::function<void()> done) {
+  if (batch.empty()) {
+    done();
+    return;
+  }
+  const uint64_t ticket = store_->Submit(std::move(batch));
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    waiters_.emplace(ticket, std::move(done));
+  }
+  OnDurable(store_->durable_ticket(), !store_->status().ok());  // written meanwhile?
+}
+
+void ReplicaStore::OnDurable(uint64_t durable, bool failed) {
+  std::vector<std::function<void()>> ready;
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    // A failed store never makes anything durable: its waiters are answered anyway (the owner
+    // then counts the copy as made; the failure is in this node's log).
+    auto end = failed ? waiters_.end() : waiters_.upper_bound(durable);
+    for (auto it = waiters_.begin(); it != end; ++it) ready.push_back(std::move(it->second));
+    waiters_.erase(waiters_.begin(), end);
+  }
+  for (auto& done : ready) done();
+}
+
+}  // namespace meshmq::cluster
