@@ -1,0 +1,138 @@
+"""Node loss on loopback (cluster/README.md, "Node loss and partitions"): persistent sessions
+replicated to a peer and taken over when their node dies, publishes held while that happens,
+stale sessions of a returning node dropped, graceful leave, and the majority rule.
+
+Each test starts its own cluster (nodes A, B, C = 0, 1, 2) with a 1 s peer timeout. The fault
+suite under tests/fault does the same with network namespaces, partitions and many messages.
+"""
+
+import time
+import unittest
+
+from meshmq_harness import (TIMEOUT, connack, connect, disconnect, pubcomp, publish, pubrec,
+                            pubrel, subscribe, suback, unique_id)
+from test_cluster import A, B, C, ClusterCase, Publisher
+
+
+class FailoverTest(ClusterCase):
+    cluster_size = 0
+
+    def persistent_subscriber(self, node, topic_filter, qos=2, stay=False):
+        """A 3.1.1 persistent session on `node` subscribed to topic_filter; disconnected unless
+        `stay` (then the connection is returned too)."""
+        client_id = unique_id("fo")
+        c = self.raw(node=node)
+        c.send(connect(client_id, clean=False))
+        c.expect(connack(0, 0))
+        c.send(subscribe(1, [(topic_filter, qos)]))
+        c.expect(suback(1, [qos]))
+        if stay:
+            return client_id, c
+        c.send(disconnect())
+        c.expect_closed()
+        return client_id
+
+    def resume(self, node, client_id):
+        c = self.raw(node=node)
+        c.send(connect(client_id, clean=False))
+        c.expect(connack(1, 0))
+        return c
+
+    def test_killed_subscriber_node_session_resumes_on_another(self):
+        """B, holding a persistent session with QoS 1 and 2 messages queued, is killed with
+        SIGKILL; the session is taken over by its replica, keeps queueing what A publishes (the
+        PUBACKs wait for the takeover rather than go unrouted), and the client resuming on C gets
+        Session Present and every message, in order, once."""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id = self.persistent_subscriber(B, t)
+        pub = Publisher(self, A)
+        for i in range(3):
+            pub.publish(t, b"before-%d" % i, qos=1)
+        mid = pub._next_mid()
+        pub.c.send(publish(t, b"before-qos2", qos=2, mid=mid))
+        pub.c.expect(pubrec(mid))
+        pub.c.send(pubrel(mid))
+        pub.c.expect(pubcomp(mid))
+        sys_a, sys_c = self.sys(A), self.sys(C)
+        taken = sys_a.fresh_counter("cluster_sessions_taken_over") + \
+            sys_c.fresh_counter("cluster_sessions_taken_over")
+        cluster.kill_node(B)
+        for i in range(3):
+            pub.publish(t, b"after-%d" % i, qos=1, timeout=self.down_deadline + TIMEOUT)
+        c = self.resume(C, client_id)
+        got = self.collect(c, b"after-2")
+        self.assertEqual([m["payload"] for m in got],
+                         [b"before-0", b"before-1", b"before-2", b"before-qos2",
+                          b"after-0", b"after-1", b"after-2"])
+        self.assertEqual(got[3]["qos"], 2)
+        self.poll(lambda: (sys_a.counter("cluster_sessions_taken_over") or 0) +
+                  (sys_c.counter("cluster_sessions_taken_over") or 0) > taken,
+                  TIMEOUT, "a takeover counted")
+
+    def test_returning_node_drops_what_was_taken_over(self):
+        """B is killed, its session taken over elsewhere and fed while it is down; B restarted
+        does not resurrect its stale copy: the client resuming on B gets the messages from while
+        B was down (from the session that was taken over), each once."""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id = self.persistent_subscriber(B, t, qos=1)
+        pub = Publisher(self, A)
+        pub.publish(t, b"old", qos=1)
+        cluster.kill_node(B)
+        pub.publish(t, b"while-down", qos=1, timeout=self.down_deadline + TIMEOUT)
+        cluster.start_node(B)
+        cluster.wait_formed()
+        c = self.resume(B, client_id)
+        got = self.collect(c, b"while-down")
+        self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"])
+        c.expect_nothing_before_ping()
+
+    def test_graceful_leave_hands_sessions_over(self):
+        """SIGTERM on B (a graceful leave) hands its sessions to the replicas before it exits:
+        its live client is closed, messages published after B is gone are queued for the
+        session, and the client resuming on A gets them with Session Present."""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id, live = self.persistent_subscriber(B, t, qos=1, stay=True)
+        pub = Publisher(self, C)
+        pub.publish(t, b"before-leave", qos=1)
+        self.assertEqual(cluster.stop_node(B), 0, cluster[B].log_tail())
+        live.expect_closed()
+        pub.publish(t, b"after-leave", qos=1, timeout=self.down_deadline + TIMEOUT)
+        c = self.resume(A, client_id)
+        got = self.collect(c, b"after-leave")
+        self.assertEqual([m["payload"] for m in got][-1:], [b"after-leave"])
+        self.assertIn(b"before-leave", [m["payload"] for m in got])
+        self.assertIn("took over 1 sessions of %s" % cluster[B].node_id,
+                      cluster[A].log_tail(200) + cluster[C].log_tail(200))
+
+    def test_minority_node_refuses_clients(self):
+        """With A and C frozen, B can see none of the other two members: it stops serving
+        (closes its clients, refuses CONNECT with Server unavailable); with them back it serves
+        again."""
+        cluster = self.start_cluster(3)
+        live = self.raw(node=B)
+        live.send(connect(unique_id("minority")))
+        live.expect(connack(0, 0))
+        cluster.freeze(A)
+        cluster.freeze(C)
+        live.expect_closed(timeout=self.down_deadline + TIMEOUT)
+        refused = self.raw(node=B)
+        refused.send(connect(unique_id("refused")))
+        refused.expect(connack(0, 3))
+        cluster.thaw(A)
+        cluster.thaw(C)
+        cluster.wait_formed()
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            c = self.raw(node=B)
+            c.send(connect(unique_id("back")))
+            packet = c.read_packet(TIMEOUT)
+            if packet == connack(0, 0) or time.monotonic() > deadline:
+                break
+        self.assertEqual(packet, connack(0, 0))
+
+
+if __name__ == "__main__":
+    unittest.main()
