@@ -49,7 +49,9 @@ ClusterNode::ClusterNode(Broker* broker, TransportConfig config, int replication
       heartbeat_interval_(config.heartbeat_interval),
       peer_timeout_(config.peer_timeout),
       transport_(std::move(config), this),
-      replicator_(broker, &transport_, replication_factor, [this] { return UpPeers(); }),
+      replicator_(
+          broker, &transport_, replication_factor, [this] { return UpPeers(); },
+          [this] { return Serving(); }),
       started_ms_(MonotonicMillis()) {}
 
 ClusterNode::~ClusterNode() { Stop(); }
@@ -80,9 +82,11 @@ void ClusterNode::Stop() {
   replicator_.Stop();
   // Publishes still held or orphaned are answered: their connections are gone by now.
   std::vector<std::function<void()>> resumes;
-  for (Failovers::Completed& completed : failovers_.Poll(INT64_MAX, &resumes)) {
+  std::vector<Failovers::Orphan> unclaimed;
+  for (Failovers::Completed& completed : failovers_.Poll(INT64_MAX, &resumes, &unclaimed)) {
     for (Failovers::Orphan& orphan : completed.orphans) orphan.answer(false);
   }
+  for (Failovers::Orphan& orphan : unclaimed) orphan.answer(false);
   for (auto& resume : resumes) resume();
   replicas_.reset();
 }
@@ -231,19 +235,20 @@ size_t ClusterNode::Forward(const MessagePtr& message,
           tally->Add(true);
           return;
         }
-        failovers_.AddOrphan(peer, Failovers::Orphan{message, plan,
-                                                     [tally](bool ok) { tally->Add(ok); }});
+        failovers_.AddOrphan(
+            peer, Failovers::Orphan{message, plan, [tally](bool ok) { tally->Add(ok); }},
+            MonotonicMillis());
       };
     }
     *plan.forward.mutable_message() = record;
     *frame.mutable_forward() = std::move(plan.forward);
-    switch (transport_.Send(plan.peer, std::move(frame), std::move(on_ack),
+    switch (transport_.Send(plan.peer, std::move(frame), on_ack,
                             /*droppable=*/true)) {
       case Transport::SendResult::kQueued:
         counters.cluster_forwarded.Increment();
         break;
       case Transport::SendResult::kNotUp:  // went down since the routes were read
-        if (tally) tally->Add(true);
+        if (tally) on_ack(false);           // as if its link dropped it
         break;
       case Transport::SendResult::kFull:
         if (message->qos == 0) {
@@ -383,19 +388,27 @@ void ClusterNode::OnOutboundDown(const std::string& peer) { UpdatePeer(peer, 0, 
 void ClusterNode::OnInboundUp(const std::string& peer) {}
 
 void ClusterNode::OnInboundDown(const std::string& peer) {
-  remote_.DropPeer(peer);
+  std::vector<std::string> filters = remote_.DropPeer(peer);
+  {
+    // What the peer subscribed to, for the failover should it be gone for good.
+    absl::MutexLock lock(&peers_mu_);
+    peers_[peer].filters = std::move(filters);
+  }
   UpdatePeer(peer, -1, 0);
 }
 
 void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) {
   bool changed = false;
   bool up = false;
+  std::vector<std::string> filters;
   {
     absl::MutexLock lock(&peers_mu_);
     PeerState& state = peers_[peer];
+    filters = state.filters;
     if (outbound >= 0) state.outbound = outbound == 1;
     if (synced >= 0) state.synced = synced == 1;
     up = state.outbound && state.synced;
+    if (up) state.filters.clear();
     if (up != state.logged_up) {
       state.logged_up = up;
       changed = true;
@@ -407,23 +420,31 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
   if (up) {
     if (membership_) membership_->Add(peer);
     {
+      // What was taken from it stays noted: its orphans may still be redelivered.
       absl::MutexLock lock(&loss_mu_);
-      losses_.erase(peer);
+      LossState& loss = losses_[peer];
+      loss.down = false;
+      loss.left = false;
+      loss.reported = false;
     }
     failovers_.NodeBack(peer);
   } else {
     {
       absl::MutexLock lock(&loss_mu_);
       LossState& loss = losses_[peer];
+      loss.down = true;
       loss.down_since_ms = now_ms;
       loss.reported = false;
+      loss.taken.clear();
     }
     failovers_.PeerGone(peer);
     std::vector<std::string> reporters = UpPeers();
     const bool quorum = membership_ != nullptr && membership_->HasQuorum(reporters);
     if (quorum && !leaving_.load()) {
       reporters.push_back(node_id_);
-      failovers_.Begin(peer, remote_.Filters(peer), reporters,
+      // Its routes, whether its inbound link (which drops them) went first or not.
+      for (std::string& filter : remote_.Filters(peer)) filters.push_back(std::move(filter));
+      failovers_.Begin(peer, std::move(filters), reporters,
                        now_ms + 3 * absl::ToInt64Milliseconds(peer_timeout_));
     } else {
       // Nobody here takes its sessions over: what it never acknowledged is refused, so the
@@ -524,6 +545,9 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
     case Frame::kLeaving:
       OnLeaving(peer);
       break;
+    case Frame::kWillCopy:
+      OnWillCopy(peer, frame.will_copy());
+      break;
     default:  // Barrier, and kinds a newer node may send
       break;
   }
@@ -535,10 +559,12 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
 bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
                               std::function<void(std::optional<storage::LoadedSession>)> done) {
   Claim(client_id);
+  ForgetWillCopy(client_id);
   if (transport_.UpPeers().empty()) {
     // Alone: a copy kept here of a session whose owner is gone is the client's session.
     std::optional<storage::LoadedSession> copy = TakeReplicaCopy(client_id, std::string());
     if (!copy || clean_start) return false;
+    NoteTaken(&*copy);
     done(std::move(copy));
     return true;
   }
@@ -572,6 +598,7 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
           moved.emplace();
           moved->client_id = client_id;
           moved->record = std::move(*reply.mutable_session());
+          if (!reply.from_replica()) moved->record.clear_replica_owner();
           for (StoredQueuedMessage& m : *reply.mutable_messages()) {
             storage::LoadedSession::Message& message = moved->messages.emplace_back();
             message.seq = moved->messages.size();
@@ -594,6 +621,7 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
           // The session came from elsewhere: a copy here is stale.
           replicas_->Drop(copy->owner, client_id, [] {});
         }
+        if (moved) NoteTaken(&*moved);
         done(std::move(moved));
       });
   return true;
@@ -601,6 +629,11 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
 
 void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionReply* reply,
                                 std::function<void()> done) {
+  if (leave_announced_.load()) {
+    // Its sessions are its replicas' now (Leaving): answering with them would make two.
+    done();
+    return;
+  }
   broker_->HandOverSession(
       request.client_id(), request.clean_start(), request.node_id(),
       [this, request, reply, done = std::move(done)](
@@ -609,6 +642,7 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
           absl::MutexLock lock(&claims_mu_);
           claims_.erase(request.client_id());
         }
+        ForgetWillCopy(request.client_id());
         if (!exported && replicas_ != nullptr) {
           // No session here, but maybe a copy whose owner is gone: the client resumes it there.
           exported = TakeReplicaCopy(request.client_id(), request.node_id());
@@ -743,14 +777,101 @@ void ClusterNode::OnLeaving(const std::string& peer) {
   TakeOverOrphanedSessions();
 }
 
+// --- Wills --------------------------------------------------------------------------------------
+
+void ClusterNode::WillChanged(const std::string& client_id, const MessagePtr& will,
+                              uint32_t delay_seconds) {
+  Frame frame;
+  WillCopy* copy = frame.mutable_will_copy();
+  copy->set_client_id(client_id);
+  std::vector<std::string> targets;
+  {
+    absl::MutexLock lock(&wills_mu_);
+    if (will != nullptr) {
+      targets = replicator_.Choose(client_id);
+      *copy->mutable_message() = Persistence::ToRecord(*will);
+      copy->set_delay_seconds(delay_seconds);
+      for (const std::string& target : targets) copy->add_replicas(target);
+      will_targets_[client_id] = targets;
+    } else {
+      auto it = will_targets_.find(client_id);
+      if (it == will_targets_.end()) return;
+      targets = std::move(it->second);
+      will_targets_.erase(it);
+    }
+    // Under the lock: a clear never overtakes the copy it clears.
+    for (const std::string& target : targets) {
+      transport_.Send(target, frame, nullptr, /*droppable=*/false);
+    }
+  }
+}
+
+void ClusterNode::OnWillCopy(const std::string& peer, const WillCopy& copy) {
+  absl::MutexLock lock(&wills_mu_);
+  if (copy.has_message()) {
+    will_copies_[copy.client_id()] = HeldWill{peer, copy};
+    return;
+  }
+  auto it = will_copies_.find(copy.client_id());
+  if (it != will_copies_.end() && it->second.owner == peer) will_copies_.erase(it);
+}
+
+void ClusterNode::ForgetWillCopy(const std::string& client_id) {
+  {
+    absl::MutexLock lock(&wills_mu_);
+    will_copies_.erase(client_id);
+  }
+  // A will of a dead node's client waiting out its delay here: the client is back.
+  broker_->CancelWill(client_id);
+}
+
+void ClusterNode::PublishOrphanedWills(const std::function<bool(const std::string&)>& is_gone) {
+  std::vector<HeldWill> due;
+  {
+    absl::MutexLock lock(&wills_mu_);
+    absl::erase_if(will_copies_, [&](const auto& entry) {
+      const HeldWill& held = entry.second;
+      if (!is_gone(held.owner)) return false;
+      // The first holder still here publishes it; the others forget it.
+      for (const std::string& replica : held.copy.replicas()) {
+        if (replica == held.owner) continue;
+        if (replica == node_id_) break;
+        if (IsUp(replica) && !is_gone(replica)) return true;
+      }
+      due.push_back(held);
+      return true;
+    });
+  }
+  const int64_t now_ms = MonotonicMillis();
+  for (HeldWill& held : due) {
+    MessagePtr will = Persistence::FromRecord(held.copy.message());
+    if (will == nullptr) continue;
+    broker_->counters().cluster_wills_published.Increment();
+    if (held.copy.delay_seconds() == 0) {
+      broker_->PublishWill(will);
+    } else {
+      broker_->ScheduleWill(held.copy.client_id(), std::move(will),
+                            now_ms + int64_t{1000} * held.copy.delay_seconds());
+    }
+  }
+}
+
+void ClusterNode::NoteTaken(storage::LoadedSession* session) {
+  const std::string owner = session->record.replica_owner();
+  session->record.clear_replica_owner();
+  session->record.clear_replica_set();
+  if (owner.empty()) return;
+  // Messages its owner took but never acknowledged are redelivered to it here (Redeliver).
+  absl::MutexLock lock(&loss_mu_);
+  losses_[owner].taken.push_back(session->client_id);
+}
+
 bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owner) {
   std::optional<storage::LoadedSession> session = replicas_->Take(client_id);
   if (!session) return false;
   Claim(client_id);
-  {
-    absl::MutexLock lock(&loss_mu_);
-    losses_[owner].taken.push_back(client_id);
-  }
+  if (session->record.replica_owner().empty()) session->record.set_replica_owner(owner);
+  NoteTaken(&*session);
   broker_->ImportSession(*session);
   broker_->counters().cluster_sessions_taken_over.Increment();
   Frame frame;
@@ -781,6 +902,7 @@ void ClusterNode::TakeOverOrphanedSessions() {
       if (loss != losses_.end() && loss->second.left) {
         result = true;
       } else if (!up) {
+        // Never seen since this node started: gone once it has had the timeout to show up.
         const int64_t since = loss == losses_.end() ? started_ms_ : loss->second.down_since_ms;
         result = now_ms - since >= timeout_ms;
       }
@@ -804,6 +926,7 @@ void ClusterNode::TakeOverOrphanedSessions() {
     if (successor != node_id_) continue;
     if (TakeOver(client_id, copy.owner)) ++taken[copy.owner];
   }
+  PublishOrphanedWills(is_gone);
   for (const auto& [owner, count] : taken) {
     std::fprintf(stderr, "meshmqd: cluster: took over %d sessions of %s\n", count, owner.c_str());
   }
@@ -813,9 +936,8 @@ void ClusterNode::TakeOverOrphanedSessions() {
   {
     absl::MutexLock lock(&loss_mu_);
     for (auto& [node, loss] : losses_) {
-      if (loss.reported) continue;
-      const bool left = loss.left;
-      if (!left && now_ms - loss.down_since_ms < timeout_ms) continue;
+      if (loss.reported || !(loss.down || loss.left)) continue;
+      if (!loss.left && now_ms - loss.down_since_ms < timeout_ms) continue;
       loss.reported = true;
       done.push_back(node);
     }
@@ -831,43 +953,52 @@ void ClusterNode::TakeOverOrphanedSessions() {
 
 void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
   broker_->counters().cluster_orphans_redelivered.Increment();
+  const storage::StoredMessage record = Persistence::ToRecord(*orphan.message);
+  // To every session taken over from the node (wherever one was; copies they have are
+  // dropped), and, if it came back, to the node as first planned: sessions it still has.
   Frame frame;
-  cluster::Forward* forward = frame.mutable_forward();
-  const bool back = IsUp(node);
-  if (back) {
-    *forward = orphan.plan;  // it came back: it delivers as first planned
-  } else {
-    forward->set_taken_from(node);
+  *frame.mutable_forward()->mutable_message() = record;
+  frame.mutable_forward()->set_taken_from(node);
+  std::vector<std::pair<std::string, Frame>> sends;
+  for (const std::string& peer : transport_.UpPeers()) {
+    if (peer == node) {
+      Frame back;
+      *back.mutable_forward() = orphan.plan;
+      *back.mutable_forward()->mutable_message() = record;
+      sends.emplace_back(peer, std::move(back));
+    } else {
+      sends.emplace_back(peer, frame);
+    }
   }
-  *forward->mutable_message() = Persistence::ToRecord(*orphan.message);
-  std::vector<std::string> targets = back ? std::vector<std::string>{node} : transport_.UpPeers();
-  auto tally = std::make_shared<Tally>(targets.size() + 1, std::move(orphan.answer));
-  for (const std::string& peer : targets) {
+  auto tally = std::make_shared<Tally>(sends.size() + 1, std::move(orphan.answer));
+  for (auto& [peer, send] : sends) {
     if (transport_.Send(
-            peer, frame, [tally](bool ok) { tally->Add(ok); }, /*droppable=*/false) !=
-        Transport::SendResult::kQueued) {
+            peer, std::move(send), [tally](bool ok) { tally->Add(ok); },
+            /*droppable=*/false) != Transport::SendResult::kQueued) {
       tally->Add(false);
     }
   }
-  if (!back) {
-    std::vector<std::string> taken;
-    {
-      absl::MutexLock lock(&loss_mu_);
-      auto it = losses_.find(node);
-      if (it != losses_.end()) taken = it->second.taken;
-    }
-    broker_->DeliverToSessions(orphan.message, taken);
+  std::vector<std::string> taken;
+  {
+    absl::MutexLock lock(&loss_mu_);
+    auto it = losses_.find(node);
+    if (it != losses_.end()) taken = it->second.taken;
   }
+  broker_->DeliverToSessions(orphan.message, taken);
   AfterDurable([tally] { tally->Add(true); });
 }
 
 void ClusterNode::CompleteFailovers() {
   std::vector<std::function<void()>> resumes;
-  for (Failovers::Completed& completed : failovers_.Poll(MonotonicMillis(), &resumes)) {
+  std::vector<Failovers::Orphan> unclaimed;
+  for (Failovers::Completed& completed :
+       failovers_.Poll(MonotonicMillis(), &resumes, &unclaimed)) {
     for (Failovers::Orphan& orphan : completed.orphans) {
       Redeliver(completed.node, std::move(orphan));
     }
   }
+  // No failover took them (none began in time): refused, so their publishers send them again.
+  for (Failovers::Orphan& orphan : unclaimed) orphan.answer(false);
   // After the orphans: a publisher's held messages follow the ones it sent before.
   for (auto& resume : resumes) resume();
 }
@@ -934,6 +1065,7 @@ void ClusterNode::Leave(absl::Duration timeout) {
   // Then the replicas take over, and this node waits until all have.
   std::vector<std::string> peers = transport_.UpPeers();
   if (peers.empty()) return;
+  leave_announced_.store(true);
   // Shared with the callbacks, which may outlive this call if a peer is slower than `timeout`.
   struct Answers {
     absl::Mutex mu;

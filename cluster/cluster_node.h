@@ -94,6 +94,8 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   bool Serving() const override { return serving_.load(std::memory_order_acquire); }
   bool HoldPublish(std::string_view topic, std::function<void()> resume) override;
   SessionReplication* replication() override { return &replicator_; }
+  void WillChanged(const std::string& client_id, const MessagePtr& will,
+                   uint32_t delay_seconds) override;
 
   // Transport::Handler
   void OnOutboundUp(const std::string& peer, std::vector<Frame>* snapshot) override;
@@ -125,6 +127,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // is the first surviving replica of; reports FailoverDone for the nodes it finished.
   void TakeOverOrphanedSessions();
   bool TakeOver(const std::string& client_id, const std::string& owner);
+  // A session adopted from a replica copy: where it came from is noted (orphans of that node
+  // go to it) and the copy's marks are cleared.
+  void NoteTaken(storage::LoadedSession* session);
   void CompleteFailovers();
   // Delivers a forward its first receiver died with (or sends it back to that node).
   void Redeliver(const std::string& node, Failovers::Orphan orphan);
@@ -149,6 +154,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   Failovers failovers_;
   std::atomic<bool> serving_{true};
   std::atomic<bool> leaving_{false};
+  std::atomic<bool> leave_announced_{false};  // Leaving sent: sessions are the replicas' now
   const int64_t started_ms_;
 
   absl::Mutex maintenance_mu_;
@@ -159,6 +165,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // When each peer was last seen going down (MonotonicMillis), whether its failover was
   // reported, and which sessions this node took from it.
   struct LossState {
+    bool down = false;
     int64_t down_since_ms = 0;
     bool reported = false;
     bool left = false;  // it left gracefully (Leaving)
@@ -166,6 +173,21 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   };
   absl::Mutex loss_mu_;
   absl::flat_hash_map<std::string, LossState> losses_ ABSL_GUARDED_BY(loss_mu_);
+
+  // Wills: where this node sent copies of its clients' wills, and the copies peers sent here.
+  void OnWillCopy(const std::string& peer, const WillCopy& copy);
+  // Publishes (or schedules, after their delay) the wills of clients of gone nodes that this
+  // node is the first surviving holder of; `is_gone` judges a node.
+  void PublishOrphanedWills(const std::function<bool(const std::string&)>& is_gone);
+  void ForgetWillCopy(const std::string& client_id);
+  struct HeldWill {
+    std::string owner;
+    WillCopy copy;
+  };
+  absl::Mutex wills_mu_;
+  absl::flat_hash_map<std::string, std::vector<std::string>> will_targets_
+      ABSL_GUARDED_BY(wills_mu_);
+  absl::flat_hash_map<std::string, HeldWill> will_copies_ ABSL_GUARDED_BY(wills_mu_);
 
   // When this node took each session it owns (HLC; absent: before its last start).
   absl::Mutex claims_mu_;

@@ -18,7 +18,7 @@ void Failovers::Begin(const std::string& node, std::vector<std::string> filters,
   early_reports_.erase(node);
   auto early = early_orphans_.find(node);
   if (early != early_orphans_.end()) {
-    for (Orphan& orphan : early->second) state.orphans.push_back(std::move(orphan));
+    for (Orphan& orphan : early->second.orphans) state.orphans.push_back(std::move(orphan));
     early_orphans_.erase(early);
   }
   UpdateActiveLocked();
@@ -46,14 +46,16 @@ void Failovers::NodeBack(const std::string& node) {
   if (it != failovers_.end()) it->second.complete = true;
 }
 
-void Failovers::AddOrphan(const std::string& node, Orphan orphan) {
+void Failovers::AddOrphan(const std::string& node, Orphan orphan, int64_t now_ms) {
   absl::MutexLock lock(&mu_);
   auto it = failovers_.find(node);
   if (it != failovers_.end() && !it->second.complete) {
     it->second.orphans.push_back(std::move(orphan));
-  } else {
-    early_orphans_[node].push_back(std::move(orphan));
+    return;
   }
+  EarlyOrphans& early = early_orphans_[node];
+  if (early.orphans.empty()) early.since_ms = now_ms;
+  early.orphans.push_back(std::move(orphan));
 }
 
 std::vector<Failovers::Orphan> Failovers::TakeOrphans(const std::string& node) {
@@ -61,7 +63,7 @@ std::vector<Failovers::Orphan> Failovers::TakeOrphans(const std::string& node) {
   std::vector<Orphan> orphans;
   auto it = early_orphans_.find(node);
   if (it != early_orphans_.end()) {
-    orphans = std::move(it->second);
+    orphans = std::move(it->second.orphans);
     early_orphans_.erase(it);
   }
   return orphans;
@@ -86,8 +88,14 @@ bool Failovers::Hold(std::string_view topic, std::function<void()> resume) {
 }
 
 std::vector<Failovers::Completed> Failovers::Poll(int64_t now_ms,
-                                                  std::vector<std::function<void()>>* resumes) {
+                                                  std::vector<std::function<void()>>* resumes,
+                                                  std::vector<Orphan>* unclaimed) {
   absl::MutexLock lock(&mu_);
+  absl::erase_if(early_orphans_, [&](auto& entry) {
+    if (now_ms - entry.second.since_ms < kOrphanWaitMs) return false;
+    for (Orphan& orphan : entry.second.orphans) unclaimed->push_back(std::move(orphan));
+    return true;
+  });
   std::vector<Completed> completed;
   for (auto it = failovers_.begin(); it != failovers_.end();) {
     State& state = it->second;
@@ -98,12 +106,9 @@ std::vector<Failovers::Completed> Failovers::Poll(int64_t now_ms,
       ++it;
     }
   }
-  if (failovers_.empty()) {
+  if (failovers_.empty() || !completed.empty()) {
     // Held publishes all go on together; one still matching a failover in progress is simply
     // held again when it is read.
-    for (auto& resume : held_) resumes->push_back(std::move(resume));
-    held_.clear();
-  } else if (!completed.empty()) {
     for (auto& resume : held_) resumes->push_back(std::move(resume));
     held_.clear();
   }

@@ -53,9 +53,9 @@ class Failovers {
   void PeerGone(const std::string& peer);
   // `node` is up again: its failover completes now, its orphans go back to it.
   void NodeBack(const std::string& node);
-  // A forward to `node` that its link dropped before acknowledging. False if no failover of
-  // `node` is, or can be, under way (the caller fails it).
-  void AddOrphan(const std::string& node, Orphan orphan);
+  // A forward to `node` that its link dropped before acknowledging (or found down). It waits for
+  // `node`'s failover (which may begin a little later), at most kOrphanWaitMs if none does.
+  void AddOrphan(const std::string& node, Orphan orphan, int64_t now_ms);
   // Orphans of `node` that no failover will take (it was not up, or this node has no quorum).
   std::vector<Orphan> TakeOrphans(const std::string& node);
 
@@ -63,9 +63,11 @@ class Failovers {
   bool Hold(std::string_view topic, std::function<void()> resume);
   bool active() const { return active_.load(std::memory_order_acquire); }
 
-  // Failovers that completed (all reports in, node back, or deadline passed), and the held
-  // publishes that may go on now.
-  std::vector<Completed> Poll(int64_t now_ms, std::vector<std::function<void()>>* resumes);
+  // Failovers that completed (all reports in, node back, or deadline passed), the held
+  // publishes that may go on now, and orphans no failover took within kOrphanWaitMs.
+  std::vector<Completed> Poll(int64_t now_ms, std::vector<std::function<void()>>* resumes,
+                              std::vector<Orphan>* unclaimed);
+  static constexpr int64_t kOrphanWaitMs = 2000;
 
  private:
   struct State {
@@ -85,7 +87,11 @@ class Failovers {
   absl::flat_hash_map<std::string, std::set<std::string>> early_reports_ ABSL_GUARDED_BY(mu_);
   // Orphans whose node's failover has not begun yet (the link drops them before it is marked
   // down).
-  absl::flat_hash_map<std::string, std::vector<Orphan>> early_orphans_ ABSL_GUARDED_BY(mu_);
+  struct EarlyOrphans {
+    int64_t since_ms = 0;
+    std::vector<Orphan> orphans;
+  };
+  absl::flat_hash_map<std::string, EarlyOrphans> early_orphans_ ABSL_GUARDED_BY(mu_);
   std::vector<std::function<void()>> held_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> active_{false};
 };

@@ -138,7 +138,7 @@ std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& clie
   store_->Submit(std::move(batch));
   if (!loaded.ok() || !loaded->has_value()) return std::nullopt;
   storage::LoadedSession session = std::move(**loaded);
-  session.record.clear_replica_owner();
+  // replica_owner stays: whoever adopts the session notes where it came from, then clears it.
   session.record.clear_replica_set();
   return session;
 }

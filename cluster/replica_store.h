@@ -50,8 +50,9 @@ class ReplicaStore {
   // Every copy, by client id.
   std::vector<std::pair<std::string, Copy>> All() const;
   size_t size() const;
-  // Removes the copy of `client_id` and returns the session it holds, ready for
-  // Broker::ImportSession; nullopt if there is none (or it cannot be read).
+  // Removes the copy of `client_id` and returns the session it holds (its record still naming
+  // the replica_owner, for the caller to note and clear before Broker::ImportSession); nullopt
+  // if there is none (or it cannot be read).
   std::optional<storage::LoadedSession> Take(const std::string& client_id);
 
  private:

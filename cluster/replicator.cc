@@ -55,11 +55,25 @@ class Replicator::TicketTally {
 };
 
 Replicator::Replicator(Broker* broker, Transport* transport, int replication_factor,
-                       std::function<std::vector<std::string>()> eligible)
+                       std::function<std::vector<std::string>()> eligible,
+                       std::function<bool()> serving)
     : broker_(broker),
       transport_(transport),
       replication_factor_(replication_factor),
-      eligible_(std::move(eligible)) {}
+      eligible_(std::move(eligible)),
+      serving_(std::move(serving)) {}
+
+bool Replicator::MustHoldLocked(const std::vector<std::string>& replicas) const {
+  return replicas.empty() && replication_factor_ > 1 && !serving_();
+}
+
+void Replicator::RequeueLocked(const std::string& client_id, const Tallies& tallies) {
+  ClientState& state = clients_[client_id];
+  // Each tally keeps the share this frame took, now held by the snapshot.
+  for (const auto& tally : tallies) state.waiting.push_back(tally);
+  state.synced = false;
+  Enqueue(client_id, state);
+}
 
 Replicator::~Replicator() { Stop(); }
 
@@ -114,6 +128,9 @@ void Replicator::Replicate(std::vector<std::pair<std::string, storage::RecordOp>
         run.push_back(std::move(ops[j].second));
       }
       auto it = clients_.find(client_id);
+      if (it != clients_.end() && it->second.synced && MustHoldLocked(it->second.replicas)) {
+        it->second.synced = false;  // cut off: wait for a replica (or for serving again)
+      }
       if (it != clients_.end() && it->second.synced) {
         for (const std::string& peer : it->second.replicas) {
           SendOps(peer, client_id, false, {}, run, {tally});
@@ -170,14 +187,21 @@ void Replicator::SendOps(const std::string& peer, const std::string& client_id, 
     first = false;
     for (const auto& tally : tallies) tally->Add();
     unanswered_.fetch_add(1, std::memory_order_relaxed);
-    auto answered = [this, tallies](bool) {
+    auto answered = [this, tallies, client_id](bool ok) {
+      if (!ok) {
+        absl::MutexLock lock(&mu_);
+        RequeueLocked(client_id, tallies);
+      } else {
+        for (const auto& tally : tallies) tally->Done();
+      }
       unanswered_.fetch_sub(1, std::memory_order_relaxed);
-      for (const auto& tally : tallies) tally->Done();
     };
     // Not droppable: a gap would leave the copy wrong, not just late.
     if (transport_->Send(peer, std::move(frame), answered, /*droppable=*/false) !=
         Transport::SendResult::kQueued) {
-      answered(false);  // the peer is down: no replica any more (MembersChanged follows)
+      // The peer is down: no replica any more. Under mu_ already.
+      RequeueLocked(client_id, tallies);
+      unanswered_.fetch_sub(1, std::memory_order_relaxed);
     }
   }
 }
@@ -232,6 +256,12 @@ void Replicator::Snapshot(const std::string& client_id) {
       everything.ForEachSessionOp(
           [&ops](std::string_view, storage::RecordOp&& op) { ops.push_back(std::move(op)); });
       std::vector<std::string> desired = Choose(client_id);
+      if (MustHoldLocked(desired)) {
+        // Nowhere to put a copy while cut off: the changes wait (MembersChanged retries).
+        state.queued = false;
+        state.synced = false;
+        return;
+      }
       waited = std::move(state.waiting);
       state.waiting.clear();
       for (const std::string& peer : desired) SendOps(peer, client_id, true, desired, ops, waited);
@@ -257,7 +287,9 @@ void Replicator::MembersChanged() {
       Enqueue(client_id, clients_[client_id]);
       continue;
     }
-    if (it->second.replicas != Choose(client_id)) Enqueue(client_id, it->second);
+    if (it->second.replicas != Choose(client_id) || !it->second.waiting.empty()) {
+      Enqueue(client_id, it->second);
+    }
   }
 }
 

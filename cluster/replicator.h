@@ -13,8 +13,11 @@
 //   for it (their acks too); after it they go to the replicas as they come.
 // - A new link to a peer starts with ReplicaPurge, then gets snapshots of the sessions it
 //   should hold: whatever it kept from before is stale.
-// - A replica that does not answer (its link drops) counts as done: the copy is rebuilt
-//   elsewhere, and until then the session has one copy less.
+// - A replica that does not answer (its link drops) does not count: the session gets a new
+//   snapshot on the replicas it has then, and the changes wait for that. A node that has no
+//   replica to send to while it is not serving (cut off from most of the cluster) holds them:
+//   what it acknowledged must be on the side that takes its sessions over. Alone by design
+//   (no other member), it acknowledges what its own store has.
 //
 // THREADING: thread-safe. Replicate runs under the session's lock; a snapshot thread takes the
 // session's lock, then mu_. Lock order: session -> mu_ -> the transport's.
@@ -46,8 +49,9 @@ namespace meshmq::cluster {
 class Replicator : public SessionReplication {
  public:
   // `eligible` returns the peers that may hold copies now (linked and in the cluster).
+  // `serving`: whether the node may act without replicas (ClusterHooks::Serving).
   Replicator(Broker* broker, Transport* transport, int replication_factor,
-             std::function<std::vector<std::string>()> eligible);
+             std::function<std::vector<std::string>()> eligible, std::function<bool()> serving);
   ~Replicator() override;
 
   void Start();
@@ -95,6 +99,12 @@ class Replicator : public SessionReplication {
   Transport* const transport_;
   const int replication_factor_;
   const std::function<std::vector<std::string>()> eligible_;
+  const std::function<bool()> serving_;
+  // A frame to a replica went unanswered: its tallies wait for a new snapshot instead.
+  void RequeueLocked(const std::string& client_id, const Tallies& tallies)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // No replica can take changes now, and the node may not go on without one.
+  bool MustHoldLocked(const std::vector<std::string>& replicas) const;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, ClientState> clients_ ABSL_GUARDED_BY(mu_);

@@ -87,6 +87,12 @@ class ClusterHooks {
   // routes matched must wait, or it would miss them: returns true, and calls `resume` (any
   // thread) once the takeover is done; false (the usual case, cheap) to go on now.
   virtual bool HoldPublish(std::string_view topic, std::function<void()> resume) = 0;
+  // The will of the client connected here with `client_id` is now `will` (published after
+  // `delay_seconds` if the client goes without DISCONNECT), or gone (`will` null: the client
+  // disconnected, or this node dealt with it). Peers keep a copy, to publish it if this node
+  // dies with the client connected.
+  virtual void WillChanged(const std::string& client_id, const MessagePtr& will,
+                           uint32_t delay_seconds) = 0;
   // Where the store's session changes are replicated (Persistence::SetReplication).
   virtual SessionReplication* replication() = 0;
 

@@ -577,6 +577,10 @@ void Connection::Close(std::string_view reason, bool publish_will, int disconnec
     }
     HandleWillOnClose();
   }
+  // Whatever became of the will, this node dealt with it: the peers' copies go.
+  if (will_copied_ && session_ && broker_->cluster() != nullptr) {
+    broker_->cluster()->WillChanged(client_id(), nullptr, 0);
+  }
   if (broker_->config().log_connections) {
     std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n",
                  session_ ? client_id().c_str() : "-", PeerName().c_str(),

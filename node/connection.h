@@ -175,6 +175,7 @@ class Connection {
   uint16_t keep_alive_ = 0;
   std::optional<std::string> username_;
   std::unique_ptr<codec::Will> will_;  // a pointer: most clients have none
+  bool will_copied_ = false;           // peers hold a copy of the will (ClusterHooks)
   std::unique_ptr<V5State> v5_;
   // A CONNECT waiting for the cluster's answer (ResumeConnect); input is not processed meanwhile.
   struct PendingConnect {

@@ -268,6 +268,11 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   }
   session_ = std::move(attach.session);
   state_ = State::kConnected;
+  if (will_ != nullptr && broker_->cluster() != nullptr) {
+    broker_->cluster()->WillChanged(client_id(), WillMessage(),
+                                    will_->properties->will_delay_interval.value_or(0));
+    will_copied_ = true;
+  }
 
   codec::Connack connack = AcceptedConnack(connect, assigned_client_id);
   connack.session_present = attach.session_present;
