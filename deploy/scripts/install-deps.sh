@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_packages=(g++ cmake ninja-build pkg-config libabsl-dev libssl-dev libgtest-dev libgmock-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler librocksdb-dev)
-test_packages=(python3 python3-paho-mqtt mosquitto mosquitto-clients procps)
+test_packages=(python3 python3-paho-mqtt mosquitto mosquitto-clients procps iproute2 iptables)
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-}" == "--with-tests" ]]; then wanted+=("${test_packages[@]}"); fi
