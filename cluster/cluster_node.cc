@@ -51,7 +51,10 @@ ClusterNode::ClusterNode(Broker* broker, TransportConfig config, int replication
       transport_(std::move(config), this),
       replicator_(
           broker, &transport_, replication_factor, [this] { return UpPeers(); },
-          [this] { return Serving(); }),
+          [this] {
+            // Whether acks may go without a replica: in the majority (leaving or not).
+            return membership_ == nullptr || membership_->HasQuorum(UpPeers());
+          }),
       started_ms_(MonotonicMillis()) {}
 
 ClusterNode::~ClusterNode() { Stop(); }
@@ -67,6 +70,7 @@ absl::Status ClusterNode::Start() {
   // A node that remembers a cluster serves once it hears from most of it.
   CheckQuorum();
   replicator_.Start();
+  replicator_.MembersChanged();  // what was held before the members were known
   if (absl::Status status = transport_.Start(); !status.ok()) return status;
   maintenance_ = std::thread([this] { MaintenanceLoop(); });
   return absl::OkStatus();
@@ -434,8 +438,8 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
       LossState& loss = losses_[peer];
       loss.down = true;
       loss.down_since_ms = now_ms;
-      loss.reported = false;
-      loss.taken.clear();
+      // A leaving node's reports and takeovers came before its links dropped: they stand.
+      if (!loss.left) loss.reported = false;
     }
     failovers_.PeerGone(peer);
     std::vector<std::string> reporters = UpPeers();
@@ -766,11 +770,18 @@ void ClusterNode::OnSessionClaims(const std::string& peer, const SessionClaims& 
 }
 
 void ClusterNode::OnLeaving(const std::string& peer) {
+  // Publishes to its subscribers wait until it is gone and its sessions are taken over here
+  // and elsewhere: what it did not take goes to those sessions first.
+  std::vector<std::string> reporters = UpPeers();
+  reporters.push_back(node_id_);
+  failovers_.Begin(peer, remote_.Filters(peer), reporters,
+                   MonotonicMillis() + 3 * absl::ToInt64Milliseconds(peer_timeout_));
   {
     absl::MutexLock lock(&loss_mu_);
     LossState& loss = losses_[peer];
     loss.left = true;
     loss.reported = false;
+    loss.taken.clear();  // a new loss: what was taken before was redelivered long ago
   }
   if (membership_) membership_->Remove(peer);
   std::fprintf(stderr, "meshmqd: cluster: peer %s is leaving\n", peer.c_str());
@@ -861,6 +872,14 @@ void ClusterNode::NoteTaken(storage::LoadedSession* session) {
   session->record.clear_replica_owner();
   session->record.clear_replica_set();
   if (owner.empty()) return;
+  if (IsUp(owner)) {
+    // Adopted before this node saw its owner go: publishes for it wait as for a failover, so
+    // what is still on its way to the owner reaches the session first.
+    std::vector<std::string> reporters = UpPeers();
+    reporters.push_back(node_id_);
+    failovers_.Begin(owner, remote_.Filters(owner), reporters,
+                     MonotonicMillis() + 3 * absl::ToInt64Milliseconds(peer_timeout_));
+  }
   // Messages its owner took but never acknowledged are redelivered to it here (Redeliver).
   absl::MutexLock lock(&loss_mu_);
   losses_[owner].taken.push_back(session->client_id);
@@ -1010,9 +1029,16 @@ bool ClusterNode::HoldPublish(std::string_view topic, std::function<void()> resu
   return true;
 }
 
+bool ClusterNode::HasQuorumNow() {
+  // Not Serving(): that flag follows the maintenance thread, a little behind the links.
+  // Before Start() the node knows no cluster: it is alone.
+  if (membership_ == nullptr) return true;
+  return membership_->HasQuorum(UpPeers()) && !leaving_.load();
+}
+
 void ClusterNode::CheckQuorum() {
   if (membership_ == nullptr) return;
-  const bool quorum = membership_->HasQuorum(UpPeers()) && !leaving_.load();
+  const bool quorum = HasQuorumNow();
   if (serving_.exchange(quorum) == quorum) return;
   if (quorum) {
     std::fprintf(stderr, "meshmqd: cluster: serving (in touch with most of the cluster)\n");
@@ -1053,6 +1079,7 @@ void ClusterNode::Leave(absl::Duration timeout) {
                            false);
   // The closes update the sessions (offline since now), and every change reaches the replicas.
   const absl::Time deadline = absl::Now() + timeout;
+  if (transport_.UpPeers().empty()) return;  // alone: nobody to hand anything to
   int quiet = 0;
   while (absl::Now() < deadline && quiet < 3) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -1089,6 +1116,12 @@ void ClusterNode::Leave(absl::Duration timeout) {
     return answers->count == peers.size();
   };
   answers->mu.AwaitWithDeadline(absl::Condition(&all), deadline + timeout);
+  // The replicas own the sessions now; what still reaches this node for them (sent before its
+  // senders heard of the leave) follows them there, until this node is gone.
+  broker_->StandInForAll([this](const std::string& client_id) {
+    std::vector<std::string> replicas = replicator_.Choose(client_id);
+    return replicas.empty() ? std::string() : replicas.front();
+  });
   std::fprintf(stderr, "meshmqd: cluster: left (%zu of %zu peers answered)\n", answers->count,
                peers.size());
 }

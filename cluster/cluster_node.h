@@ -123,6 +123,8 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // --- Node loss ---
   void MaintenanceLoop();
   void CheckQuorum();
+  // This node and the peers up now are most of the cluster (and it is not leaving).
+  bool HasQuorumNow();
   // Takes over the copies whose owner is gone (down for the peer timeout, or left) and this node
   // is the first surviving replica of; reports FailoverDone for the nodes it finished.
   void TakeOverOrphanedSessions();
@@ -171,6 +173,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     bool left = false;  // it left gracefully (Leaving)
     std::vector<std::string> taken;
   };
+
   absl::Mutex loss_mu_;
   absl::flat_hash_map<std::string, LossState> losses_ ABSL_GUARDED_BY(loss_mu_);
 

@@ -1,5 +1,6 @@
 #include "cluster/failover.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "node/topic.h"
@@ -9,6 +10,21 @@ namespace meshmq::cluster {
 void Failovers::Begin(const std::string& node, std::vector<std::string> filters,
                       const std::vector<std::string>& reporters, int64_t deadline_ms) {
   absl::MutexLock lock(&mu_);
+  auto active = failovers_.find(node);
+  if (active != failovers_.end() && !active->second.complete) {
+    // Already under way (the node announced it was leaving, or a session of it was adopted
+    // before it was seen down): it goes on, now also waiting for what `filters` adds.
+    State& state = active->second;
+    for (std::string& filter : filters) state.filters.push_back(std::move(filter));
+    state.deadline_ms = std::max(state.deadline_ms, deadline_ms);
+    auto early = early_orphans_.find(node);
+    if (early != early_orphans_.end()) {
+      for (Orphan& orphan : early->second.orphans) state.orphans.push_back(std::move(orphan));
+      early_orphans_.erase(early);
+    }
+    UpdateActiveLocked();
+    return;
+  }
   State& state = failovers_[node];
   state.filters = std::move(filters);
   state.awaiting = std::set<std::string>(reporters.begin(), reporters.end());

@@ -44,7 +44,9 @@ class Failovers {
   };
 
   // `node` went down. Its routes were `filters`; `reporters` are the nodes (this one included)
-  // whose FailoverDone completes it. Reports that came before (a leaving node's) count.
+  // whose FailoverDone completes it (a reporter that goes down counts as reported: so listing
+  // `node` itself makes the failover wait until it is gone). Reports that came before count.
+  // If one is under way for `node` already, it goes on with `filters` added.
   void Begin(const std::string& node, std::vector<std::string> filters,
              const std::vector<std::string>& reporters, int64_t deadline_ms);
   // `reporter` finished taking over what it could of `node`.

@@ -279,6 +279,8 @@ void Replicator::Snapshot(const std::string& client_id) {
 }
 
 void Replicator::MembersChanged() {
+  active_.store(replication_factor_ > 1 && (!eligible_().empty() || !serving_()),
+                std::memory_order_release);
   std::vector<std::string> sessions = broker_->sessions().ClientIds();
   absl::MutexLock lock(&mu_);
   for (const std::string& client_id : sessions) {

@@ -60,6 +60,7 @@ class Replicator : public SessionReplication {
   // SessionReplication
   void Replicate(std::vector<std::pair<std::string, storage::RecordOp>> ops,
                  uint64_t ticket) override;
+  bool active() const override { return active_.load(std::memory_order_acquire); }
 
   // Peers came or went: every session's replica set is checked, and re-sent where it changed.
   void MembersChanged();
@@ -110,6 +111,8 @@ class Replicator : public SessionReplication {
   absl::flat_hash_map<std::string, ClientState> clients_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> snapshot_queue_ ABSL_GUARDED_BY(mu_);
   std::atomic<int64_t> unanswered_{0};  // frames sent and not yet answered
+  // Peers to replicate to, or acks to hold without them (updated by MembersChanged).
+  std::atomic<bool> active_{true};
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

@@ -369,23 +369,7 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
           done(std::nullopt);
           return;
         }
-        // The session object stays in the routing index for a while as a stand-in: messages that
-        // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
-        // follow it to its new node.
-        storage::LoadedSession exported = moving->ExportAndForwardTo(
-            [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
-              cluster->DeliverTo(to_node, client_id, queued);
-            });
-        {
-          absl::MutexLock lock(&moved_mu_);
-          MovedStandIn& moved = moved_out_[client_id];
-          if (moved.stand_in != nullptr) {
-            moved.stand_in->Discard(
-                [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
-          }
-          moved = MovedStandIn{moving, MonotonicMillis() + cluster_->move_grace_ms()};
-        }
-        done(std::move(exported));
+        done(StandIn(std::move(moving), client_id, to_node));
       });
   if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
     // On the connection's own worker: closed first, so nothing changes the session after it
@@ -401,6 +385,37 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
     }
   }
   (*finish)();
+}
+
+void Broker::StandInForAll(const std::function<std::string(const std::string&)>& target) {
+  for (const std::string& client_id : sessions_.ClientIds()) {
+    std::shared_ptr<Session> moving = sessions_.Extract(client_id);
+    if (moving == nullptr) continue;
+    const std::string to_node = target(client_id);
+    if (to_node.empty() || cluster_ == nullptr) {
+      moving->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+      continue;
+    }
+    StandIn(std::move(moving), client_id, to_node);
+  }
+}
+
+storage::LoadedSession Broker::StandIn(std::shared_ptr<Session> moving,
+                                       const std::string& client_id, const std::string& to_node) {
+  // The session object stays in the routing index for a while as a stand-in: messages that
+  // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
+  // follow it to its new node.
+  storage::LoadedSession exported = moving->ExportAndForwardTo(
+      [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
+        cluster->DeliverTo(to_node, client_id, queued);
+      });
+  absl::MutexLock lock(&moved_mu_);
+  MovedStandIn& moved = moved_out_[client_id];
+  if (moved.stand_in != nullptr) {
+    moved.stand_in->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  }
+  moved = MovedStandIn{std::move(moving), MonotonicMillis() + cluster_->move_grace_ms()};
+  return exported;
 }
 
 void Broker::DropMovedStandIn(const std::string& client_id) {
@@ -448,7 +463,9 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
     for (const storage::LoadedSession::Message& m : loaded.messages) {
       ids.push_back(m.queued.message().id());
     }
-    session->StartMoveDedup(ids, MonotonicMillis() + 2 * cluster_->move_grace_ms());
+    // Long enough for a failover's redelivered orphans too (cluster/failover.h: they come at
+    // most three peer timeouts after the node was seen down).
+    session->StartMoveDedup(ids, MonotonicMillis() + 5 * cluster_->move_grace_ms());
   }
   for (const auto& [filter, options] : session->subscriptions()) {
     InsertIntoIndex(session, filter, options);

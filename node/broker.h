@@ -119,6 +119,10 @@ class Broker {
   // node go on to `to_node`.
   void HandOverSession(const std::string& client_id, bool clean_start, const std::string& to_node,
                        std::function<void(std::optional<storage::LoadedSession>)> done);
+  // Every session here becomes a stand-in for its new home, `target(client_id)` (a node id;
+  // empty: the session just ends), as in HandOverSession: this node is leaving the cluster and
+  // its replicas took the sessions over.
+  void StandInForAll(const std::function<std::string(const std::string&)>& target);
   // Ends the stand-in of a session that moved away from here (its client came back).
   void DropMovedStandIn(const std::string& client_id);
   // Queues `queued` on the session of `client_id` (a message its old node forwarded after it
@@ -193,6 +197,10 @@ class Broker {
   // called from Subscribe).
   void InsertIntoIndex(const std::shared_ptr<Session>& session, const std::string& filter,
                        const SubscriptionOptions& options);
+  // Makes `moving` (extracted from the store) a stand-in that forwards to `to_node` for the
+  // move's grace period; returns what it held.
+  storage::LoadedSession StandIn(std::shared_ptr<Session> moving, const std::string& client_id,
+                                 const std::string& to_node);
   // Loads retained messages and persistent sessions from the store.
   absl::Status Restore();
 

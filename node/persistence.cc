@@ -18,7 +18,7 @@ thread_local uint64_t t_ticket = 0;
 
 void Persistence::Submit(storage::Batch&& batch) {
   if (store_ == nullptr) return;
-  if (replication_ == nullptr || !batch.has_session_ops()) {
+  if (replication_ == nullptr || !batch.has_session_ops() || !replication_->active()) {
     const uint64_t ticket = store_->Submit(std::move(batch));
     if (ticket > t_ticket) t_ticket = ticket;
     return;

@@ -52,6 +52,9 @@ class SessionReplication {
   // them (or replicating them was given up).
   virtual void Replicate(std::vector<std::pair<std::string, storage::RecordOp>> ops,
                          uint64_t ticket) = 0;
+  // False while there is nobody to replicate to and no need to hold acks (a node alone in its
+  // cluster): batches skip Replicate, at no cost. When peers come, every session is sent whole.
+  virtual bool active() const = 0;
 };
 
 class Persistence {
