@@ -246,13 +246,11 @@ size_t ClusterNode::Forward(const MessagePtr& message,
     }
     *plan.forward.mutable_message() = record;
     *frame.mutable_forward() = std::move(plan.forward);
-    switch (transport_.Send(plan.peer, std::move(frame), on_ack,
-                            /*droppable=*/true)) {
+    switch (SendForward(plan.peer, std::move(frame), std::move(on_ack), /*droppable=*/true)) {
       case Transport::SendResult::kQueued:
         counters.cluster_forwarded.Increment();
         break;
-      case Transport::SendResult::kNotUp:  // went down since the routes were read
-        if (tally) on_ack(false);           // as if its link dropped it
+      case Transport::SendResult::kNotUp:  // went down since the routes were read: answered
         break;
       case Transport::SendResult::kFull:
         if (message->qos == 0) {
@@ -265,6 +263,72 @@ size_t ClusterNode::Forward(const MessagePtr& message,
     }
   }
   return plans.size();
+}
+
+Transport::SendResult ClusterNode::SendForward(const std::string& peer, Frame frame,
+                                               std::function<void(bool)> answer,
+                                               bool droppable) {
+  if (!answer) return transport_.Send(peer, std::move(frame), nullptr, droppable);
+  uint64_t id;
+  {
+    absl::MutexLock lock(&confirms_mu_);
+    id = ++last_confirm_;
+    confirms_[peer][id] = std::move(answer);
+  }
+  frame.mutable_forward()->set_confirm(id);
+  const Transport::SendResult result = transport_.Send(
+      peer, std::move(frame),
+      [this, peer, id](bool ok) {
+        if (!ok) Confirmed(peer, id, false);  // never arrived (or may have): not confirmed
+      },
+      droppable);
+  if (result == Transport::SendResult::kNotUp) {
+    Confirmed(peer, id, false);
+  } else if (result == Transport::SendResult::kFull) {
+    absl::MutexLock lock(&confirms_mu_);
+    confirms_[peer].erase(id);  // the caller answers
+  }
+  return result;
+}
+
+void ClusterNode::Confirmed(const std::string& peer, uint64_t id, bool ok) {
+  std::function<void(bool)> answer;
+  {
+    absl::MutexLock lock(&confirms_mu_);
+    auto it = confirms_.find(peer);
+    if (it == confirms_.end()) return;
+    auto entry = it->second.find(id);
+    if (entry == it->second.end()) return;
+    answer = std::move(entry->second);
+    it->second.erase(entry);
+  }
+  answer(ok);
+}
+
+void ClusterNode::FailConfirms(const std::string& peer) {
+  absl::flat_hash_map<uint64_t, std::function<void(bool)>> pending;
+  {
+    absl::MutexLock lock(&confirms_mu_);
+    auto it = confirms_.find(peer);
+    if (it == confirms_.end()) return;
+    pending = std::move(it->second);
+    confirms_.erase(it);
+  }
+  // In id order: orphans keep their publishers' order.
+  std::vector<std::pair<uint64_t, std::function<void(bool)>>> ordered(pending.begin(),
+                                                                       pending.end());
+  std::sort(ordered.begin(), ordered.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [id, answer] : ordered) answer(false);
+}
+
+void ClusterNode::ConfirmWhenDurable(const std::string& peer, uint64_t id) {
+  if (id == 0) return;
+  AfterDurable([this, peer, id] {
+    Frame frame;
+    frame.mutable_forward_confirm()->add_ids(id);
+    transport_.Send(peer, std::move(frame), nullptr, /*droppable=*/false);
+  });
 }
 
 void ClusterNode::AfterDurable(std::function<void()> done) {
@@ -399,11 +463,14 @@ void ClusterNode::OnInboundDown(const std::string& peer) {
     peers_[peer].filters = std::move(filters);
   }
   UpdatePeer(peer, -1, 0);
+  // Confirmations come over this link: those not in yet will not come.
+  FailConfirms(peer);
 }
 
 void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) {
   bool changed = false;
   bool up = false;
+  bool outbound_up = false;
   std::vector<std::string> filters;
   {
     absl::MutexLock lock(&peers_mu_);
@@ -412,12 +479,21 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
     if (outbound >= 0) state.outbound = outbound == 1;
     if (synced >= 0) state.synced = synced == 1;
     up = state.outbound && state.synced;
+    outbound_up = state.outbound;
     if (up) state.filters.clear();
     if (up != state.logged_up) {
       state.logged_up = up;
       changed = true;
       std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
     }
+  }
+  // Forwards it never acknowledged become orphans when our link to it drops: its failover
+  // waits for that (the link from it may go first).
+  if (outbound == 0) {
+    // Forwards it took but never confirmed may have died with it: orphans, before the
+    // failover can complete.
+    FailConfirms(peer);
+    failovers_.PeerGone(peer);
   }
   if (!changed) return;
   const int64_t now_ms = MonotonicMillis();
@@ -441,11 +517,11 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
       // A leaving node's reports and takeovers came before its links dropped: they stand.
       if (!loss.left) loss.reported = false;
     }
-    failovers_.PeerGone(peer);
     std::vector<std::string> reporters = UpPeers();
     const bool quorum = membership_ != nullptr && membership_->HasQuorum(reporters);
     if (quorum && !leaving_.load()) {
       reporters.push_back(node_id_);
+      if (outbound_up) reporters.push_back(peer);  // done once our link to it is down too
       // Its routes, whether its inbound link (which drops them) went first or not.
       for (std::string& filter : remote_.Filters(peer)) filters.push_back(std::move(filter));
       failovers_.Begin(peer, std::move(filters), reporters,
@@ -498,8 +574,8 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
         }
         broker_->counters().cluster_orphans_redelivered.Increment();
         broker_->DeliverToSessions(message, taken);
-        AfterDurable(std::move(done));
-        return;
+        ConfirmWhenDurable(peer, forward.confirm());
+        break;
       }
       std::vector<std::pair<std::string, std::string>> shared;
       for (const SharedTarget& target : forward.shared()) {
@@ -507,10 +583,13 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
       }
       broker_->counters().cluster_received.Increment();
       broker_->DeliverForwarded(message, forward.ordinary(), shared);
-      // Taken once the persistent sessions that got it have it on disk.
-      AfterDurable(std::move(done));
-      return;
+      // Confirmed once the persistent sessions that got it have it on disk (and replicas).
+      ConfirmWhenDurable(peer, forward.confirm());
+      break;
     }
+    case Frame::kForwardConfirm:
+      for (uint64_t id : frame.forward_confirm().ids()) Confirmed(peer, id, true);
+      break;
     case Frame::kRetained:
       ApplyRetained(frame.retained());
       break;
@@ -991,11 +1070,8 @@ void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
   }
   auto tally = std::make_shared<Tally>(sends.size() + 1, std::move(orphan.answer));
   for (auto& [peer, send] : sends) {
-    if (transport_.Send(
-            peer, std::move(send), [tally](bool ok) { tally->Add(ok); },
-            /*droppable=*/false) != Transport::SendResult::kQueued) {
-      tally->Add(false);
-    }
+    SendForward(peer, std::move(send), [tally](bool ok) { tally->Add(ok); },
+                /*droppable=*/false);
   }
   std::vector<std::string> taken;
   {

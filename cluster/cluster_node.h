@@ -113,6 +113,14 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void ChangeLocalRoute(const std::string& filter, const std::string& group, int delta);
   // Calls `done` once what this thread wrote to the store is durable.
   void AfterDurable(std::function<void()> done);
+  // Sends a Forward frame; `answer` (if any) gets true when the peer confirms it durable, false
+  // if it cannot (link down before the confirmation). kFull: `answer` is not called.
+  Transport::SendResult SendForward(const std::string& peer, Frame frame,
+                                    std::function<void(bool)> answer, bool droppable);
+  void Confirmed(const std::string& peer, uint64_t id, bool ok);
+  void FailConfirms(const std::string& peer);
+  // The receiving side: confirms forward `id` to `peer` once this thread's writes are durable.
+  void ConfirmWhenDurable(const std::string& peer, uint64_t id);
   void ApplyRetained(const RetainedChange& change);
   // Logs "peer X up/down" as the pair of links with X comes and goes.
   void UpdatePeer(const std::string& peer, int outbound, int synced);
@@ -204,6 +212,11 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // Round-robin position per shared group ("{group}\0{filter}"), across the cluster's members.
   absl::Mutex shared_mu_;
   absl::flat_hash_map<std::string, uint64_t> shared_next_ ABSL_GUARDED_BY(shared_mu_);
+
+  absl::Mutex confirms_mu_;
+  uint64_t last_confirm_ ABSL_GUARDED_BY(confirms_mu_) = 0;
+  absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, std::function<void(bool)>>>
+      confirms_ ABSL_GUARDED_BY(confirms_mu_);
 
   absl::Mutex durable_mu_;
   std::multimap<uint64_t, std::function<void()>> durable_waiters_ ABSL_GUARDED_BY(durable_mu_);
