@@ -54,6 +54,7 @@ void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
       Copy& copy = copies_[ops.client_id()];
       copy.owner = owner;
       copy.replicas.assign(ops.replicas().begin(), ops.replicas().end());
+      copy.ids_by_seq.clear();  // the snapshot brings them again; what was done stays done
       it = copies_.find(ops.client_id());
     } else if (it == copies_.end() || it->second.owner != owner) {
       done();  // not (or no longer) the sender's to change
@@ -76,10 +77,31 @@ void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
       if (op.family() == storage::kSessionsFamily && op.kind() == storage::RecordOp::DELETE) {
         deleted = true;
       }
+      TrackIds(op, &it->second);
       batch.AddRecordOp(op);
     }
     if (deleted) copies_.erase(it);
     Write(std::move(batch), std::move(done));
+  }
+}
+
+void ReplicaStore::TrackIds(const storage::RecordOp& op, Copy* copy) {
+  if (op.family() != storage::kQueuedFamily) return;
+  std::string client_id;
+  uint64_t seq = 0;
+  if (!storage::ParseMessageKey(op.key(), &client_id, &seq)) return;
+  if (op.kind() == storage::RecordOp::PUT) {
+    storage::QueuedRecord record;
+    // A record without its message (QoS 2 past PUBREC) keeps the id it had.
+    if (record.ParseFromString(op.value()) && record.has_message() && record.message().id() != 0) {
+      copy->ids_by_seq[seq] = record.message().id();
+    }
+  } else if (op.kind() == storage::RecordOp::DELETE) {
+    auto it = copy->ids_by_seq.find(seq);
+    if (it == copy->ids_by_seq.end()) return;
+    copy->done_ids.push_back(it->second);
+    if (copy->done_ids.size() > kMaxDoneIds) copy->done_ids.pop_front();
+    copy->ids_by_seq.erase(it);
   }
 }
 
@@ -129,6 +151,7 @@ std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& clie
   absl::MutexLock lock(&mu_);
   auto it = copies_.find(client_id);
   if (it == copies_.end()) return std::nullopt;
+  std::vector<uint64_t> done_ids(it->second.done_ids.begin(), it->second.done_ids.end());
   copies_.erase(it);
   // LoadSession reads what is written: everything applied so far first.
   if (!store_->WaitDurable(store_->last_ticket()).ok()) return std::nullopt;
@@ -140,6 +163,7 @@ std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& clie
   storage::LoadedSession session = std::move(**loaded);
   // replica_owner stays: whoever adopts the session notes where it came from, then clears it.
   session.record.clear_replica_set();
+  session.recent_ids = std::move(done_ids);
   return session;
 }
 

@@ -13,6 +13,7 @@
 #define MESHMQ_CLUSTER_REPLICA_STORE_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -34,7 +35,12 @@ class ReplicaStore {
   struct Copy {
     std::string owner;
     std::vector<std::string> replicas;  // takeover order
+    // Ids of its messages by seq, and of the last kMaxDoneIds it finished (its owner delivered
+    // them): a session taken over drops copies of those that are redelivered (orphans).
+    std::map<uint64_t, uint64_t> ids_by_seq;
+    std::deque<uint64_t> done_ids;
   };
+  static constexpr size_t kMaxDoneIds = 1000;
 
   static absl::StatusOr<std::unique_ptr<ReplicaStore>> Open(const std::string& dir,
                                                             storage::Durability durability);
@@ -51,8 +57,9 @@ class ReplicaStore {
   std::vector<std::pair<std::string, Copy>> All() const;
   size_t size() const;
   // Removes the copy of `client_id` and returns the session it holds (its record still naming
-  // the replica_owner, for the caller to note and clear before Broker::ImportSession); nullopt
-  // if there is none (or it cannot be read).
+  // the replica_owner, for the caller to note and clear before Broker::ImportSession; its
+  // recent_ids the messages the owner finished lately); nullopt if there is none (or it cannot
+  // be read).
   std::optional<storage::LoadedSession> Take(const std::string& client_id);
 
  private:
@@ -60,6 +67,8 @@ class ReplicaStore {
   // Submits `batch` and calls `done` once it is durable.
   void Write(storage::Batch&& batch, std::function<void()> done);
   void OnDurable(uint64_t durable, bool failed);
+  // Follows the ids of `copy`'s queued messages through `op`.
+  static void TrackIds(const storage::RecordOp& op, Copy* copy);
 
   std::unique_ptr<storage::Store> store_;
   // Serializes index changes with the Submits that make them, so the store sees one client id's
