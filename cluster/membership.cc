@@ -1,6 +1,12 @@
 #include "cluster/membership.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <utility>
 
@@ -50,17 +56,27 @@ bool Membership::HasQuorum(const std::vector<std::string>& up) const {
 
 void Membership::SaveLocked() {
   if (path_.empty()) return;
+  // Written aside, synced, then renamed over the old list and the directory synced: after a
+  // power loss the file holds the old list or the new one, never nothing (a node that forgot
+  // its cluster would serve alone).
   const std::string temporary = path_ + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    for (const std::string& node : members_) out << node << '\n';
-    if (!out) {
-      std::fprintf(stderr, "meshmqd: cluster: cannot write %s\n", temporary.c_str());
-      return;
-    }
+  std::string text;
+  for (const std::string& node : members_) text += node + "\n";
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool written = fd >= 0 && ::write(fd, text.data(), text.size()) ==
+                                      static_cast<ssize_t>(text.size()) &&
+                       ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!written || std::rename(temporary.c_str(), path_.c_str()) != 0) {
+    std::fprintf(stderr, "meshmqd: cluster: cannot write %s: %s\n", path_.c_str(),
+                 std::strerror(errno));
+    return;
   }
-  if (std::rename(temporary.c_str(), path_.c_str()) != 0) {
-    std::fprintf(stderr, "meshmqd: cluster: cannot replace %s\n", path_.c_str());
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd >= 0) {
+    ::fsync(dir_fd);
+    ::close(dir_fd);
   }
 }
 

@@ -48,6 +48,10 @@ void RemoteRoutes::Replace(const std::string& peer, const RouteSnapshot& snapsho
 
 std::vector<std::string> RemoteRoutes::Filters(const std::string& peer) {
   absl::MutexLock lock(&mu_);
+  return FiltersLocked(peer);
+}
+
+std::vector<std::string> RemoteRoutes::FiltersLocked(const std::string& peer) const {
   std::vector<std::string> filters;
   auto it = by_peer_.find(peer);
   if (it != by_peer_.end()) {
@@ -58,11 +62,7 @@ std::vector<std::string> RemoteRoutes::Filters(const std::string& peer) {
 
 std::vector<std::string> RemoteRoutes::DropPeer(const std::string& peer) {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> filters;
-  auto it = by_peer_.find(peer);
-  if (it != by_peer_.end()) {
-    for (const auto& [key, filter] : it->second) filters.push_back(filter);
-  }
+  std::vector<std::string> filters = FiltersLocked(peer);
   DropPeerLocked(peer);
   return filters;
 }

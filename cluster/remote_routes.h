@@ -50,6 +50,8 @@ class RemoteRoutes {
  private:
   void ApplyLocked(const std::string& peer, const Route& route) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropPeerLocked(const std::string& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::string> FiltersLocked(const std::string& peer) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Keyed by filter, then by "{peer}\0{group}".
   TopicTrie<EntryPtr> trie_;
