@@ -95,6 +95,21 @@ class ClusterCase(ClusterTestCase):
     def payloads(self, c, until_payload, v5=False, timeout=TIMEOUT):
         return [m["payload"] for m in self.collect(c, until_payload, v5, timeout)]
 
+    def persistent_subscriber(self, node, topic_filter, qos=1, stay=False):
+        """A 3.1.1 persistent session on `node` subscribed to topic_filter; disconnected unless
+        `stay` (then the connection is returned too)."""
+        client_id = unique_id("ps")
+        c = self.raw(node=node)
+        c.send(connect(client_id, clean=False))
+        c.expect(connack(0, 0))
+        c.send(subscribe(1, [(topic_filter, qos)]))
+        c.expect(suback(1, [qos]))
+        if stay:
+            return client_id, c
+        c.send(disconnect())
+        c.expect_closed()
+        return client_id
+
     def poll(self, predicate, timeout, describe, interval=0.01):
         """wait_for(predicate), failing with describe() called at the deadline (so it tells
         the state at the end)."""
@@ -631,15 +646,7 @@ class MembershipTest(ClusterCase):
 
     def offline_subscriber(self, node, topic_filter, qos=1):
         """A 3.1.1 persistent session on node subscribed to topic_filter, now disconnected."""
-        client_id = unique_id("off")
-        c = self.raw(node=node)
-        c.send(connect(client_id, clean=False))
-        c.expect(connack(0, 0))
-        c.send(subscribe(1, [(topic_filter, qos)]))
-        c.expect(suback(1, [qos]))
-        c.send(disconnect())
-        c.expect_closed()
-        return client_id
+        return self.persistent_subscriber(node, topic_filter, qos)
 
     def test_nodes_seeded_with_one_node_find_each_other(self):
         """Nodes 1 and 2 given only node 0 as a seed (node 0 none) find each other: the

@@ -9,28 +9,13 @@ suite under tests/fault does the same with network namespaces, partitions and ma
 import time
 import unittest
 
-from meshmq_harness import (TIMEOUT, connack, connect, disconnect, pubcomp, publish, pubrec,
-                            pubrel, subscribe, suback, unique_id)
+from meshmq_harness import (TIMEOUT, connack, connect, pubcomp, publish, pubrec, pubrel,
+                            unique_id)
 from test_cluster import A, B, C, ClusterCase, Publisher
 
 
 class FailoverTest(ClusterCase):
     cluster_size = 0
-
-    def persistent_subscriber(self, node, topic_filter, qos=2, stay=False):
-        """A 3.1.1 persistent session on `node` subscribed to topic_filter; disconnected unless
-        `stay` (then the connection is returned too)."""
-        client_id = unique_id("fo")
-        c = self.raw(node=node)
-        c.send(connect(client_id, clean=False))
-        c.expect(connack(0, 0))
-        c.send(subscribe(1, [(topic_filter, qos)]))
-        c.expect(suback(1, [qos]))
-        if stay:
-            return client_id, c
-        c.send(disconnect())
-        c.expect_closed()
-        return client_id
 
     def resume(self, node, client_id):
         c = self.raw(node=node)
@@ -45,7 +30,7 @@ class FailoverTest(ClusterCase):
         Session Present and every message, in order, once."""
         cluster = self.start_cluster(3)
         t = self.topic()
-        client_id = self.persistent_subscriber(B, t)
+        client_id = self.persistent_subscriber(B, t, qos=2)
         pub = Publisher(self, A)
         for i in range(3):
             pub.publish(t, b"before-%d" % i, qos=1)

@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "storage/schema.h"
 #include "storage/store.h"
+#include "tests/storage/test_records.h"
 
 namespace meshmq::storage {
 namespace {
@@ -29,20 +30,8 @@ using ::google::protobuf::util::MessageDifferencer;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
-StoredMessage Message(std::string topic, std::string payload, uint32_t qos = 1) {
-  StoredMessage message;
-  message.set_topic(std::move(topic));
-  message.set_payload(std::move(payload));
-  message.set_qos(qos);
-  return message;
-}
-
-QueuedRecord Queued(std::string payload, uint32_t qos = 1) {
-  QueuedRecord record;
-  *record.mutable_message() = Message("t", std::move(payload), qos);
-  record.set_qos(qos);
-  return record;
-}
+using test::Message;
+using test::Queued;
 
 InflightRecord Inflight(uint32_t packet_id, bool awaiting_pubcomp = false) {
   InflightRecord record;

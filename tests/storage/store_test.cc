@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "rocksdb/db.h"
 #include "storage/schema.h"
+#include "tests/storage/test_records.h"
 
 namespace meshmq::storage {
 namespace {
@@ -29,20 +30,8 @@ struct Loaded {
   std::vector<LoadedSession> sessions;
 };
 
-StoredMessage Message(std::string topic, std::string payload, uint32_t qos = 1) {
-  StoredMessage message;
-  message.set_topic(std::move(topic));
-  message.set_payload(std::move(payload));
-  message.set_qos(qos);
-  return message;
-}
-
-QueuedRecord Queued(std::string payload, uint32_t qos = 1) {
-  QueuedRecord record;
-  *record.mutable_message() = Message("t", std::move(payload), qos);
-  record.set_qos(qos);
-  return record;
-}
+using test::Message;
+using test::Queued;
 
 SessionRecord Session(uint32_t expiry, std::vector<std::string> filters = {}) {
   SessionRecord record;
