@@ -1,9 +1,13 @@
 #include "cluster/cluster_node.h"
 
+#include "cluster/debug_log.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/event_loop.h"
 #include "node/persistence.h"
@@ -54,6 +58,11 @@ ClusterNode::ClusterNode(Broker* broker, TransportConfig config, int replication
           [this] {
             // Whether acks may go without a replica: in the majority (leaving or not).
             return membership_ == nullptr || membership_->HasQuorum(UpPeers());
+          },
+          [this](const std::string& client_id) {
+            absl::MutexLock lock(&claims_mu_);
+            auto it = claims_.find(client_id);
+            return it == claims_.end() ? uint64_t{0} : it->second;
           }),
       started_ms_(MonotonicMillis()) {}
 
@@ -92,6 +101,7 @@ void ClusterNode::Stop() {
   }
   for (Failovers::Orphan& orphan : unclaimed) orphan.answer(false);
   for (auto& resume : resumes) resume();
+  RunDueTasks(INT64_MAX);  // CONNECTs asking again: the stopped transport answers them at once
   replicas_.reset();
 }
 
@@ -519,6 +529,10 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
     }
     std::vector<std::string> reporters = UpPeers();
     const bool quorum = membership_ != nullptr && membership_->HasQuorum(reporters);
+    {
+      absl::MutexLock lock(&loss_mu_);
+      losses_[peer].trusted = quorum && !leaving_.load();
+    }
     if (quorum && !leaving_.load()) {
       reporters.push_back(node_id_);
       if (outbound_up) reporters.push_back(peer);  // done once our link to it is down too
@@ -566,14 +580,8 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
       MessagePtr message = Persistence::FromRecord(forward.message());
       if (message == nullptr) break;
       if (!forward.taken_from().empty()) {
-        std::vector<std::string> taken;
-        {
-          absl::MutexLock lock(&loss_mu_);
-          auto it = losses_.find(forward.taken_from());
-          if (it != losses_.end()) taken = it->second.taken;
-        }
         broker_->counters().cluster_orphans_redelivered.Increment();
-        broker_->DeliverToSessions(message, taken);
+        DeliverToTaken(forward.taken_from(), message);
         ConfirmWhenDurable(peer, forward.confirm());
         break;
       }
@@ -651,63 +659,130 @@ bool ClusterNode::TakeSession(const std::string& client_id, bool clean_start,
     done(std::move(copy));
     return true;
   }
-  if (!clean_start) {
+  auto request = std::make_shared<SessionRequest>();
+  request->client_id = client_id;
+  request->clean_start = clean_start;
+  // Long enough for a peer to be seen down (peer timeout), its failover to end (at most three
+  // more) and one more round of asking.
+  request->give_up_ms = MonotonicMillis() + 6 * absl::ToInt64Milliseconds(peer_timeout_);
+  request->done = std::move(done);
+  AskForSession(std::move(request));
+  return true;
+}
+
+void ClusterNode::AskForSession(std::shared_ptr<SessionRequest> request) {
+  // While a failover is under way, the session may be on a replica that has not taken it over
+  // yet (its holder still sees the dead owner up, and so does not answer for it): asked now,
+  // nobody would give it, and a new one made here would be dropped by the takeover's claim.
+  if (MonotonicMillis() < request->give_up_ms &&
+      failovers_.HoldAny([this, request] { AskForSession(request); })) {
+    CLUSTER_DEBUG("CONNECT of ", request->client_id, " waits for a failover");
+    return;
+  }
+  const std::string& client_id = request->client_id;
+  Claim(client_id);  // later than any takeover's claim that the wait let finish
+  if (!request->clean_start) {
     const int64_t now_ms = MonotonicMillis();
     absl::MutexLock lock(&moves_mu_);
     absl::erase_if(moves_in_,
                    [now_ms](const auto& entry) { return entry.second.until_ms < now_ms; });
-    moves_in_[client_id] = IncomingMove{{}, false, now_ms + 2 * move_grace_ms_};
+    IncomingMove& move = moves_in_[client_id];
+    move = IncomingMove{};
+    move.until_ms = now_ms + 2 * move_grace_ms_;
   }
-  TakeSessionRequest request;
-  request.set_client_id(client_id);
-  request.set_clean_start(clean_start);
-  request.set_node_id(node_id_);
+  TakeSessionRequest ask;
+  ask.set_client_id(client_id);
+  ask.set_clean_start(request->clean_start);
+  ask.set_node_id(node_id_);
   transport_.TakeSessionFromPeers(
-      request, [this, client_id, done = std::move(done)](std::vector<TakeSessionReply> replies) {
-        // A client id lives on one node at a time, so at most one reply has a session; should
-        // two (after a partition), the one whose client left last is the one it knows. A
-        // replica's copy counts only if no owner answered.
-        std::optional<storage::LoadedSession> moved;
-        bool from_owner = false;
-        for (TakeSessionReply& reply : replies) {
-          if (!reply.had_session()) continue;
-          if (moved && (from_owner && reply.from_replica())) continue;
-          if (moved && from_owner == !reply.from_replica() &&
-              moved->record.disconnected_at_unix_ms() >=
-                  reply.session().disconnected_at_unix_ms()) {
-            continue;
-          }
-          from_owner = !reply.from_replica();
-          moved.emplace();
-          moved->client_id = client_id;
-          moved->record = std::move(*reply.mutable_session());
-          if (!reply.from_replica()) moved->record.clear_replica_owner();
-          for (StoredQueuedMessage& m : *reply.mutable_messages()) {
-            storage::LoadedSession::Message& message = moved->messages.emplace_back();
-            message.seq = moved->messages.size();
-            message.queued = std::move(*m.mutable_record());
-            if (m.inflight()) message.inflight = std::move(*m.mutable_inflight_state());
-          }
-          for (uint32_t packet_id : reply.inbound_qos2()) {
-            moved->inbound_qos2.push_back(static_cast<uint16_t>(packet_id));
-          }
-          moved->recent_ids.assign(reply.recent_ids().begin(), reply.recent_ids().end());
-        }
-        if (!moved) {
-          // Nothing moves here: nothing to wait for. But this node may keep a copy.
-          {
-            absl::MutexLock lock(&moves_mu_);
-            moves_in_.erase(client_id);
-          }
-          moved = TakeReplicaCopy(client_id, std::string());
-        } else if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
-          // The session came from elsewhere: a copy here is stale.
-          replicas_->Drop(copy->owner, client_id, [] {});
-        }
-        if (moved) NoteTaken(&*moved);
-        done(std::move(moved));
+      ask, [this, request](std::vector<TakeSessionReply> replies) {
+        OnSessionReplies(request, std::move(replies));
       });
-  return true;
+}
+
+void ClusterNode::OnSessionReplies(const std::shared_ptr<SessionRequest>& request,
+                                   std::vector<TakeSessionReply> replies) {
+  const std::string& client_id = request->client_id;
+  const bool unanswered = std::any_of(replies.begin(), replies.end(),
+                                      [](const TakeSessionReply& r) { return r.unanswered(); });
+  const bool had_session = std::any_of(replies.begin(), replies.end(),
+                                       [](const TakeSessionReply& r) { return r.had_session(); });
+  CLUSTER_DEBUG("CONNECT of ", client_id, ": ", replies.size(), " replies, had_session ",
+                had_session, ", unanswered ", unanswered);
+  if (unanswered && !had_session && MonotonicMillis() < request->give_up_ms) {
+    // A peer that did not answer may hold the session: ask again once it answers, or is seen
+    // down and its failover (which holds the next ask) took the session over.
+    RunLater(MonotonicMillis() + absl::ToInt64Milliseconds(heartbeat_interval_),
+             [this, request] { AskForSession(request); });
+    return;
+  }
+  // A client id lives on one node at a time, so at most one reply has a session; should two
+  // (after a partition), the one whose client left last is the one it knows. A replica's copy
+  // counts only if no owner answered.
+  std::optional<storage::LoadedSession> moved;
+  bool from_owner = false;
+  for (TakeSessionReply& reply : replies) {
+    if (!reply.had_session()) continue;
+    if (moved && (from_owner && reply.from_replica())) continue;
+    if (moved && from_owner == !reply.from_replica() &&
+        moved->record.disconnected_at_unix_ms() >= reply.session().disconnected_at_unix_ms()) {
+      continue;
+    }
+    from_owner = !reply.from_replica();
+    moved.emplace();
+    moved->client_id = client_id;
+    moved->record = std::move(*reply.mutable_session());
+    if (!reply.from_replica()) moved->record.clear_replica_owner();
+    for (StoredQueuedMessage& m : *reply.mutable_messages()) {
+      storage::LoadedSession::Message& message = moved->messages.emplace_back();
+      message.seq = moved->messages.size();
+      message.queued = std::move(*m.mutable_record());
+      if (m.inflight()) message.inflight = std::move(*m.mutable_inflight_state());
+    }
+    for (uint32_t packet_id : reply.inbound_qos2()) {
+      moved->inbound_qos2.push_back(static_cast<uint16_t>(packet_id));
+    }
+    moved->recent_ids.assign(reply.recent_ids().begin(), reply.recent_ids().end());
+    moved->recent_qos2_keys.assign(reply.recent_qos2_keys().begin(),
+                                   reply.recent_qos2_keys().end());
+  }
+  if (!moved) {
+    // Nothing moves here: nothing to wait for. But this node may keep a copy.
+    {
+      absl::MutexLock lock(&moves_mu_);
+      moves_in_.erase(client_id);
+    }
+    moved = TakeReplicaCopy(client_id, std::string());
+  } else if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
+    // The session came from elsewhere: a copy here is stale.
+    replicas_->Drop(copy->owner, client_id, [] {});
+  }
+  CLUSTER_DEBUG("CONNECT of ", client_id, ": ",
+                moved ? absl::StrCat("session from ", from_owner ? "its owner" : "a replica copy",
+                                     " (", moved->messages.size(), " messages)")
+                      : std::string("no session elsewhere"));
+  if (moved) NoteTaken(&*moved);
+  request->done(std::move(moved));
+}
+
+void ClusterNode::RunLater(int64_t at_ms, std::function<void()> task) {
+  {
+    absl::MutexLock lock(&later_mu_);
+    later_.emplace(at_ms, std::move(task));
+  }
+  absl::MutexLock lock(&maintenance_mu_);
+  wake_ = true;
+}
+
+void ClusterNode::RunDueTasks(int64_t now_ms) {
+  std::vector<std::function<void()>> due;
+  {
+    absl::MutexLock lock(&later_mu_);
+    auto end = later_.upper_bound(now_ms);
+    for (auto it = later_.begin(); it != end; ++it) due.push_back(std::move(it->second));
+    later_.erase(later_.begin(), end);
+  }
+  for (auto& task : due) task();
 }
 
 void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionReply* reply,
@@ -745,6 +820,7 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
           }
           for (uint16_t packet_id : exported->inbound_qos2) reply->add_inbound_qos2(packet_id);
           for (uint64_t id : exported->recent_ids) reply->add_recent_ids(id);
+          for (uint64_t key : exported->recent_qos2_keys) reply->add_recent_qos2_keys(key);
         }
         done();
       });
@@ -794,6 +870,10 @@ void ClusterNode::SessionImported(const std::string& client_id) {
     broker_->DeliverToSession(client_id, std::move(queued));
   }
   it->second.early.clear();
+  for (const MessagePtr& message : it->second.early_redelivered) {
+    broker_->DeliverToSessions(message, {client_id});
+  }
+  it->second.early_redelivered.clear();
 }
 
 // --- Node loss ----------------------------------------------------------------------------------
@@ -834,14 +914,19 @@ void ClusterNode::OnSessionClaims(const std::string& peer, const SessionClaims& 
     const uint64_t theirs = claims.hlcs(i);
     if (std::tie(mine, node_id_) > std::tie(theirs, peer)) continue;
     if (broker_->DropStaleSession(client_id)) {
+      CLUSTER_DEBUG("dropped stale session ", client_id, ": ", peer, " claimed it later");
       broker_->counters().cluster_stale_sessions_dropped.Increment();
       absl::MutexLock lock(&claims_mu_);
       claims_.erase(client_id);
     }
-    // A copy from an older owner is stale too.
+    // A copy from an owner whose claim is older is stale too. (Not one whose owner claimed
+    // later: the sender's session is the stale one then, and this copy is the live session's.)
     if (replicas_ != nullptr) {
       if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id);
-          copy && copy->owner != peer) {
+          copy && copy->owner != peer &&
+          std::tie(copy->claim, copy->owner) < std::tie(theirs, peer)) {
+        CLUSTER_DEBUG("dropped copy of ", client_id, " from ", copy->owner, ": ", peer,
+                      " claimed it later");
         replicas_->Drop(copy->owner, client_id, [] {});
       }
     }
@@ -950,6 +1035,7 @@ void ClusterNode::NoteTaken(storage::LoadedSession* session) {
   const std::string owner = session->record.replica_owner();
   session->record.clear_replica_owner();
   session->record.clear_replica_set();
+  session->record.clear_replica_claim();
   if (owner.empty()) return;
   if (IsUp(owner)) {
     // Adopted before this node saw its owner go: publishes for it wait as for a failover, so
@@ -967,6 +1053,8 @@ void ClusterNode::NoteTaken(storage::LoadedSession* session) {
 bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owner) {
   std::optional<storage::LoadedSession> session = replicas_->Take(client_id);
   if (!session) return false;
+  CLUSTER_DEBUG("taking over ", client_id, " of ", owner, " (", session->messages.size(),
+                " messages)");
   Claim(client_id);
   if (session->record.replica_owner().empty()) session->record.set_replica_owner(owner);
   NoteTaken(&*session);
@@ -999,11 +1087,16 @@ void ClusterNode::TakeOverOrphanedSessions() {
       auto loss = losses_.find(node);
       if (loss != losses_.end() && loss->second.left) {
         result = true;
-      } else if (!up) {
-        // Never seen since this node started: gone once it has had the timeout to show up.
-        const int64_t since = loss == losses_.end() ? started_ms_ : loss->second.down_since_ms;
-        result = now_ms - since >= timeout_ms;
+      } else if (!up && loss != losses_.end() && loss->second.down && loss->second.trusted) {
+        result = now_ms - loss->second.down_since_ms >= timeout_ms;
+      } else if (!up && loss == losses_.end()) {
+        // Never seen since this node started (a restart of several nodes, this one among them,
+        // without that one): gone if it stays away well past the time a live node needs to
+        // link up.
+        result = now_ms - started_ms_ >= kNeverSeenTimeouts * timeout_ms;
       }
+      // Seen down only while this node was cut off: maybe alive and serving on the other side;
+      // the nodes that saw it go take its sessions over.
     }
     gone[node] = result;
     return result;
@@ -1051,7 +1144,10 @@ void ClusterNode::TakeOverOrphanedSessions() {
 
 void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
   broker_->counters().cluster_orphans_redelivered.Increment();
-  const storage::StoredMessage record = Persistence::ToRecord(*orphan.message);
+  storage::StoredMessage record = Persistence::ToRecord(*orphan.message);
+  // The node it went to may have delivered it before the link dropped: a QoS 2 session that had
+  // it drops this copy (Message::resent).
+  record.set_resent(true);
   // To every session taken over from the node (wherever one was; copies they have are
   // dropped), and, if it came back, to the node as first planned: sessions it still has.
   Frame frame;
@@ -1073,14 +1169,30 @@ void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
     SendForward(peer, std::move(send), [tally](bool ok) { tally->Add(ok); },
                 /*droppable=*/false);
   }
+  DeliverToTaken(node, orphan.message);
+  AfterDurable([tally] { tally->Add(true); });
+}
+
+void ClusterNode::DeliverToTaken(const std::string& node, const MessagePtr& message) {
   std::vector<std::string> taken;
   {
     absl::MutexLock lock(&loss_mu_);
     auto it = losses_.find(node);
     if (it != losses_.end()) taken = it->second.taken;
   }
-  broker_->DeliverToSessions(orphan.message, taken);
-  AfterDurable([tally] { tally->Add(true); });
+  {
+    absl::MutexLock lock(&moves_mu_);
+    taken.erase(std::remove_if(taken.begin(), taken.end(),
+                               [&](const std::string& client_id) {
+                                 auto it = moves_in_.find(client_id);
+                                 if (it == moves_in_.end() || it->second.imported) return false;
+                                 it->second.early_redelivered.push_back(message);
+                                 return true;
+                               }),
+                taken.end());
+  }
+  // A session that moved on from here meanwhile gets it through its stand-in.
+  broker_->DeliverToSessions(message, taken);
 }
 
 void ClusterNode::CompleteFailovers() {
@@ -1114,11 +1226,34 @@ bool ClusterNode::HasQuorumNow() {
 
 void ClusterNode::CheckQuorum() {
   if (membership_ == nullptr) return;
-  const bool quorum = HasQuorumNow();
+  bool quorum = HasQuorumNow();
+  if (!quorum) {
+    quorum_since_ms_ = 0;
+  } else if (!serving_.load()) {
+    // About to serve (started, or back from the minority): the publishes it takes must find
+    // every member's routes, so it waits until it is linked with every member, or for as long
+    // as a live one would take to link (its dial backoff and a timeout, several times over).
+    const int64_t now_ms = MonotonicMillis();
+    if (quorum_since_ms_ == 0) quorum_since_ms_ = now_ms;
+    std::vector<std::string> up = UpPeers();
+    bool all_up = true;
+    for (const std::string& member : membership_->members()) {
+      if (member != node_id_ && std::find(up.begin(), up.end(), member) == up.end()) {
+        all_up = false;
+      }
+    }
+    const int64_t settle_ms = 3 * absl::ToInt64Milliseconds(peer_timeout_) + 2000;
+    if (!all_up && now_ms - quorum_since_ms_ < settle_ms) quorum = false;
+  }
   if (serving_.exchange(quorum) == quorum) return;
   if (quorum) {
     std::fprintf(stderr, "meshmqd: cluster: serving (in touch with most of the cluster)\n");
     return;
+  }
+  {
+    // Whatever was seen down until now may have been this node's own cut.
+    absl::MutexLock lock(&loss_mu_);
+    for (auto& [node, loss] : losses_) loss.trusted = false;
   }
   if (leaving_.load()) return;
   std::fprintf(stderr,
@@ -1144,6 +1279,7 @@ void ClusterNode::MaintenanceLoop() {
     CheckQuorum();
     TakeOverOrphanedSessions();
     CompleteFailovers();
+    RunDueTasks(MonotonicMillis());
   }
 }
 
@@ -1200,6 +1336,82 @@ void ClusterNode::Leave(absl::Duration timeout) {
   });
   std::fprintf(stderr, "meshmqd: cluster: left (%zu of %zu peers answered)\n", answers->count,
                peers.size());
+}
+
+// --- Admin -------------------------------------------------------------------------------------
+
+std::vector<ClusterNode::PeerView> ClusterNode::Peers() {
+  std::vector<PeerView> peers;
+  for (Transport::PeerInfo& info : transport_.Peers()) {
+    const bool up = !info.node_id.empty() && IsUp(info.node_id);
+    peers.push_back(PeerView{std::move(info.node_id), std::move(info.address), up});
+  }
+  return peers;
+}
+
+std::vector<std::string> ClusterNode::Members() const {
+  if (membership_ == nullptr) return {node_id_};
+  return membership_->members();
+}
+
+// --- Metrics (read-only) ---------------------------------------------------------------------
+
+std::vector<ClusterNode::PeerMetric> ClusterNode::PeerMetrics() const {
+  std::map<std::string, PeerMetric> by_node;
+  if (membership_ != nullptr) {
+    for (const std::string& member : membership_->members()) {
+      if (member == node_id_) continue;
+      by_node[member].member = true;
+    }
+  }
+  {
+    absl::MutexLock lock(&peers_mu_);
+    for (const auto& [peer, state] : peers_) {
+      PeerMetric& metric = by_node[peer];
+      metric.outbound = state.outbound;
+      metric.synced = state.synced;
+      metric.up = state.logged_up;
+    }
+  }
+  for (Transport::LinkStats& link : transport_.OutboundLinkStats()) {
+    by_node[link.peer].link = std::move(link);
+  }
+  std::vector<PeerMetric> peers;
+  peers.reserve(by_node.size());
+  for (auto& [node, metric] : by_node) {
+    metric.node_id = node;
+    metric.link.peer = node;
+    peers.push_back(std::move(metric));
+  }
+  return peers;
+}
+
+bool ClusterNode::Ready(std::string* why) const {
+  if (leaving_.load()) {
+    *why = "leaving the cluster";
+    return false;
+  }
+  if (!serving_.load(std::memory_order_acquire)) {
+    *why = "not serving: cut off from most of the cluster";
+    return false;
+  }
+  // serving_ follows the maintenance thread: right after a start it may not have looked yet.
+  if (membership_ != nullptr) {
+    std::vector<std::string> up;
+    {
+      absl::MutexLock lock(&peers_mu_);
+      for (const auto& [peer, state] : peers_) {
+        if (state.logged_up) up.push_back(peer);
+      }
+    }
+    if (!membership_->HasQuorum(up)) {
+      *why = absl::StrCat("waiting for most of the cluster: in touch with ", up.size(),
+                          " of the other ",
+                          std::max<size_t>(membership_->members().size(), 1) - 1, " members");
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace meshmq::cluster

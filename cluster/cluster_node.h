@@ -73,6 +73,38 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   int port() const { return transport_.port(); }
   const Transport& transport() const { return transport_; }
 
+  // --- Admin (node/admin/) ---
+  // Serves `service` on the cluster listener too (AdminPeer); before Start().
+  void AddService(grpc::Service* service) { transport_.AddService(service); }
+  // Dials a node's cluster listener at `address` as if it were in --peers (cluster join).
+  void Join(const std::string& address) { transport_.AddPeer(address); }
+  struct PeerView {
+    std::string node_id;  // empty: an address that has not answered yet
+    std::string address;
+    bool up = false;  // linked both ways, routes synced ("peer X up" in the log)
+  };
+  // The peers this node knows of now.
+  std::vector<PeerView> Peers();
+  // The members this node counts for its quorum, itself included.
+  std::vector<std::string> Members() const;
+
+  // --- Metrics (node/metrics/): read-only views, any thread; they change nothing ---
+  struct PeerMetric {
+    std::string node_id;
+    bool member = false;    // counted for the quorum (cluster/membership.h)
+    bool outbound = false;  // our link to it is up
+    bool synced = false;    // its link to us is up and its routes arrived
+    bool up = false;        // both ("peer X up" in the log)
+    Transport::LinkStats link;  // what waits for it; zero unless our link to it is up
+  };
+  // Every member and every peer a link was made with, by node id (this node left out).
+  std::vector<PeerMetric> PeerMetrics() const;
+  // Whether the node should be given clients now (/readyz): serving (in touch with most of the
+  // cluster, their routes and retained messages synced) and not leaving. Else `why` says why.
+  bool Ready(std::string* why) const;
+  // Nothing waits to be replicated or for a replica's acknowledgement.
+  bool ReplicationIdle() const { return replicator_.Idle(); }
+
   // ClusterHooks
   size_t Forward(const MessagePtr& message,
                  const std::vector<std::shared_ptr<SharedGroup>>& local_groups,
@@ -128,11 +160,30 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   std::vector<std::string> UpPeers();
   bool IsUp(const std::string& peer);
 
+  // --- A CONNECT resuming a session that may live on a peer ---
+  struct SessionRequest {
+    std::string client_id;
+    bool clean_start = false;
+    // Past it, what the peers that answered said is taken as it is.
+    int64_t give_up_ms = 0;
+    std::function<void(std::optional<storage::LoadedSession>)> done;
+  };
+  // Asks every up peer for the session: after any failover under way, and again if a peer did
+  // not answer (it may hold the session).
+  void AskForSession(std::shared_ptr<SessionRequest> request);
+  void OnSessionReplies(const std::shared_ptr<SessionRequest>& request,
+                        std::vector<TakeSessionReply> replies);
+  absl::Mutex later_mu_;
+  std::multimap<int64_t, std::function<void()>> later_ ABSL_GUARDED_BY(later_mu_);
+
   // --- Node loss ---
   void MaintenanceLoop();
   void CheckQuorum();
   // This node and the peers up now are most of the cluster (and it is not leaving).
   bool HasQuorumNow();
+  // Since when HasQuorumNow() held while not serving (0: it does not); CheckQuorum's (the
+  // maintenance thread's, and Start's before it runs).
+  int64_t quorum_since_ms_ = 0;
   // Takes over the copies whose owner is gone (down for the peer timeout, or left) and this node
   // is the first surviving replica of; reports FailoverDone for the nodes it finished.
   void TakeOverOrphanedSessions();
@@ -144,6 +195,13 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // Delivers a forward its first receiver died with (or sends it back to that node).
   void Redeliver(const std::string& node, Failovers::Orphan orphan);
   void SendToUpPeers(const Frame& frame);
+  // Delivers an orphan of `node` to the sessions taken from it here; one still on its way in
+  // (adopted, not imported yet) gets it once it is.
+  void DeliverToTaken(const std::string& node, const MessagePtr& message);
+  // Runs `task` on the maintenance thread once `at_ms` (MonotonicMillis) has passed; Stop runs
+  // what is left.
+  void RunLater(int64_t at_ms, std::function<void()> task);
+  void RunDueTasks(int64_t now_ms);
   void OnSessionClaims(const std::string& peer, const SessionClaims& claims);
   void OnLeaving(const std::string& peer);
   void Claim(const std::string& client_id);
@@ -166,6 +224,8 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   std::atomic<bool> leaving_{false};
   std::atomic<bool> leave_announced_{false};  // Leaving sent: sessions are the replicas' now
   const int64_t started_ms_;
+  // How many peer timeouts a node never seen since this one started has to show up.
+  static constexpr int64_t kNeverSeenTimeouts = 10;
 
   absl::Mutex maintenance_mu_;
   bool stopping_ ABSL_GUARDED_BY(maintenance_mu_) = false;
@@ -179,6 +239,10 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     int64_t down_since_ms = 0;
     bool reported = false;
     bool left = false;  // it left gracefully (Leaving)
+    // Seen down while this node kept its quorum: only then is the node taken for dead here. A
+    // loss seen from the minority side (or from before a restart) may be this node's own cut:
+    // the others may have that peer up and serving.
+    bool trusted = false;
     std::vector<std::string> taken;
   };
 
@@ -229,6 +293,8 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   static constexpr size_t kMaxEarlyDeliveries = 10000;
   struct IncomingMove {
     std::vector<QueuedMessage> early;
+    // Orphans of a node it was taken from, redelivered before it was in place.
+    std::vector<MessagePtr> early_redelivered;
     bool imported = false;
     int64_t until_ms = 0;
   };
@@ -241,7 +307,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     bool logged_up = false;
     std::vector<std::string> filters;  // its routes when it went down
   };
-  absl::Mutex peers_mu_;
+  mutable absl::Mutex peers_mu_;  // mutable: the metrics views read peers_
   absl::flat_hash_map<std::string, PeerState> peers_ ABSL_GUARDED_BY(peers_mu_);
 };
 

@@ -103,6 +103,16 @@ bool Failovers::Hold(std::string_view topic, std::function<void()> resume) {
   return false;
 }
 
+bool Failovers::HoldAny(std::function<void()> resume) {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [node, state] : failovers_) {
+    if (state.complete) continue;
+    held_.push_back(std::move(resume));
+    return true;
+  }
+  return false;
+}
+
 std::vector<Failovers::Completed> Failovers::Poll(int64_t now_ms,
                                                   std::vector<std::function<void()>>* resumes,
                                                   std::vector<Orphan>* unclaimed) {

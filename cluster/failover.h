@@ -63,6 +63,9 @@ class Failovers {
 
   // True (and `resume` kept) if a publish to `topic` must wait.
   bool Hold(std::string_view topic, std::function<void()> resume);
+  // True (and `resume` kept) if any failover is under way: a CONNECT waits for it, since the
+  // session it resumes may be one being taken over (whose holder does not answer for it yet).
+  bool HoldAny(std::function<void()> resume);
   bool active() const { return active_.load(std::memory_order_acquire); }
 
   // Failovers that completed (all reports in, node back, or deadline passed), the held

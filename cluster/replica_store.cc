@@ -2,9 +2,11 @@
 
 #include <filesystem>
 #include <system_error>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cluster/debug_log.h"
 #include "storage/schema.h"
 
 namespace meshmq::cluster {
@@ -26,6 +28,7 @@ absl::StatusOr<std::unique_ptr<ReplicaStore>> ReplicaStore::Open(const std::stri
         Copy& copy = replicas->copies_[std::string(client_id)];
         copy.owner = record.replica_owner();
         copy.replicas.assign(record.replica_set().begin(), record.replica_set().end());
+        copy.claim = record.replica_claim();
       });
   if (!status.ok()) return status;
   return replicas;
@@ -50,11 +53,29 @@ void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
     absl::MutexLock lock(&mu_);
     auto it = copies_.find(ops.client_id());
     if (ops.reset()) {
+      if (it != copies_.end() && it->second.owner != owner && it->second.claim != 0 &&
+          ops.claim() != 0 &&
+          std::tie(it->second.claim, it->second.owner) >
+              std::make_tuple(ops.claim(), std::cref(owner))) {
+        // The sender's session is older than the one this copy is of (a node back from a
+        // partition, before the claims reached it): it does not replace the live one's copy.
+        CLUSTER_DEBUG("copy of ", ops.client_id(), " from ", owner, " refused: ",
+                      it->second.owner, " claimed it later");
+        done();
+        return;
+      }
+      CLUSTER_DEBUG("copy of ", ops.client_id(), " from ", owner, " (", ops.ops_size(),
+                    " records)");
       batch.DeleteSession(ops.client_id());
       Copy& copy = copies_[ops.client_id()];
+      const uint64_t known_claim = copy.owner == owner ? copy.claim : 0;
       copy.owner = owner;
       copy.replicas.assign(ops.replicas().begin(), ops.replicas().end());
+      // An owner that restarted has forgotten its claims (0): the copy keeps the one it had.
+      copy.claim = ops.claim() != 0 ? ops.claim() : known_claim;
       copy.ids_by_seq.clear();  // the snapshot brings them again; what was done stays done
+      copy.qos2_keys_by_seq.clear();
+      copy.done_qos2_keys.assign(ops.recent_qos2_keys().begin(), ops.recent_qos2_keys().end());
       it = copies_.find(ops.client_id());
     } else if (it == copies_.end() || it->second.owner != owner) {
       done();  // not (or no longer) the sender's to change
@@ -68,6 +89,7 @@ void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
         if (!record.ParseFromString(op.value())) continue;
         record.set_replica_owner(it->second.owner);
         for (const std::string& replica : it->second.replicas) record.add_replica_set(replica);
+        record.set_replica_claim(it->second.claim);
         storage::RecordOp marked = op;
         marked.set_value(record.SerializeAsString());
         batch.AddRecordOp(marked);
@@ -80,7 +102,10 @@ void ReplicaStore::Apply(const std::string& owner, const ReplicaOps& ops,
       TrackIds(op, &it->second);
       batch.AddRecordOp(op);
     }
-    if (deleted) copies_.erase(it);
+    if (deleted) {
+      CLUSTER_DEBUG("copy of ", ops.client_id(), " deleted by ", owner);
+      copies_.erase(it);
+    }
     Write(std::move(batch), std::move(done));
   }
 }
@@ -95,8 +120,16 @@ void ReplicaStore::TrackIds(const storage::RecordOp& op, Copy* copy) {
     // A record without its message (QoS 2 past PUBREC) keeps the id it had.
     if (record.ParseFromString(op.value()) && record.has_message() && record.message().id() != 0) {
       copy->ids_by_seq[seq] = record.message().id();
+      if (record.message().qos2_key() != 0) {
+        copy->qos2_keys_by_seq[seq] = record.message().qos2_key();
+      }
     }
   } else if (op.kind() == storage::RecordOp::DELETE) {
+    if (auto key = copy->qos2_keys_by_seq.find(seq); key != copy->qos2_keys_by_seq.end()) {
+      copy->done_qos2_keys.push_back(key->second);
+      if (copy->done_qos2_keys.size() > kMaxDoneIds) copy->done_qos2_keys.pop_front();
+      copy->qos2_keys_by_seq.erase(key);
+    }
     auto it = copy->ids_by_seq.find(seq);
     if (it == copy->ids_by_seq.end()) return;
     copy->done_ids.push_back(it->second);
@@ -113,6 +146,7 @@ void ReplicaStore::Drop(const std::string& owner, const std::string& client_id,
     done();
     return;
   }
+  CLUSTER_DEBUG("copy of ", client_id, " dropped (owner ", owner, ")");
   copies_.erase(it);
   storage::Batch batch;
   batch.DeleteSession(client_id);
@@ -124,6 +158,7 @@ void ReplicaStore::Purge(const std::string& owner, std::function<void()> done) {
   storage::Batch batch;
   absl::erase_if(copies_, [&](const auto& entry) {
     if (entry.second.owner != owner) return false;
+    CLUSTER_DEBUG("copy of ", entry.first, " purged (owner ", owner, ")");
     batch.DeleteSession(entry.first);
     return true;
   });
@@ -152,6 +187,10 @@ std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& clie
   auto it = copies_.find(client_id);
   if (it == copies_.end()) return std::nullopt;
   std::vector<uint64_t> done_ids(it->second.done_ids.begin(), it->second.done_ids.end());
+  std::vector<uint64_t> done_qos2_keys(it->second.done_qos2_keys.begin(),
+                                       it->second.done_qos2_keys.end());
+  // Those still in flight too: past PUBREC their records no longer hold the message.
+  for (const auto& [seq, key] : it->second.qos2_keys_by_seq) done_qos2_keys.push_back(key);
   copies_.erase(it);
   // LoadSession reads what is written: everything applied so far first.
   if (!store_->WaitDurable(store_->last_ticket()).ok()) return std::nullopt;
@@ -163,7 +202,9 @@ std::optional<storage::LoadedSession> ReplicaStore::Take(const std::string& clie
   storage::LoadedSession session = std::move(**loaded);
   // replica_owner stays: whoever adopts the session notes where it came from, then clears it.
   session.record.clear_replica_set();
+  session.record.clear_replica_claim();
   session.recent_ids = std::move(done_ids);
+  session.recent_qos2_keys = std::move(done_qos2_keys);
   return session;
 }
 

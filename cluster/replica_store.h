@@ -35,10 +35,14 @@ class ReplicaStore {
   struct Copy {
     std::string owner;
     std::vector<std::string> replicas;  // takeover order
+    uint64_t claim = 0;                 // the owner's claim (HLC) when it sent the copy
     // Ids of its messages by seq, and of the last kMaxDoneIds it finished (its owner delivered
     // them): a session taken over drops copies of those that are redelivered (orphans).
     std::map<uint64_t, uint64_t> ids_by_seq;
     std::deque<uint64_t> done_ids;
+    // The same for QoS 2 messages' qos2_keys (Message::qos2_key): a resend of one is dropped too.
+    std::map<uint64_t, uint64_t> qos2_keys_by_seq;
+    std::deque<uint64_t> done_qos2_keys;
   };
   static constexpr size_t kMaxDoneIds = 1000;
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 
+#include "absl/strings/str_join.h"
+#include "cluster/debug_log.h"
 #include "node/broker.h"
 #include "storage/schema.h"
 
@@ -38,30 +40,31 @@ bool PutsSession(const storage::RecordOp& op) {
 
 }  // namespace
 
+// Counts the frames something waits for (a store ticket, or a replica set's switch-over) and
+// calls `on_done` once all are answered.
 class Replicator::TicketTally {
  public:
-  TicketTally(Broker* broker, uint64_t ticket) : broker_(broker), ticket_(ticket) {}
+  explicit TicketTally(std::function<void()> on_done) : on_done_(std::move(on_done)) {}
   void Add() { pending_.fetch_add(1, std::memory_order_relaxed); }
   void Done() {
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      if (Persistence* persistence = broker_->persistence()) persistence->ReplicaDone(ticket_);
-    }
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) on_done_();
   }
 
  private:
-  Broker* const broker_;
-  const uint64_t ticket_;
+  std::function<void()> on_done_;
   std::atomic<int64_t> pending_{1};  // the creator's share, released by its Done()
 };
 
 Replicator::Replicator(Broker* broker, Transport* transport, int replication_factor,
                        std::function<std::vector<std::string>()> eligible,
-                       std::function<bool()> serving)
+                       std::function<bool()> serving,
+                       std::function<uint64_t(const std::string&)> claim_of)
     : broker_(broker),
       transport_(transport),
       replication_factor_(replication_factor),
       eligible_(std::move(eligible)),
-      serving_(std::move(serving)) {}
+      serving_(std::move(serving)),
+      claim_of_(std::move(claim_of)) {}
 
 bool Replicator::MustHoldLocked(const std::vector<std::string>& replicas) const {
   return replicas.empty() && replication_factor_ > 1 && !serving_();
@@ -113,7 +116,11 @@ std::vector<std::string> Replicator::Choose(const std::string& client_id) const 
 
 void Replicator::Replicate(std::vector<std::pair<std::string, storage::RecordOp>> ops,
                            uint64_t ticket) {
-  auto tally = std::make_shared<TicketTally>(broker_, ticket);
+  auto tally = std::make_shared<TicketTally>([broker = broker_, ticket] {
+    if (Persistence* persistence = broker->persistence()) persistence->ReplicaDone(ticket);
+  });
+  // Released after mu_: a tally's last Done runs what waited for it, which may take mu_.
+  Tallies released;
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < ops.size();) {
@@ -141,7 +148,7 @@ void Replicator::Replicate(std::vector<std::pair<std::string, storage::RecordOp>
         // replica set may still hold a copy.
         if (it != clients_.end()) {
           for (const std::string& peer : it->second.replicas) SendDrop(peer, client_id);
-          for (auto& waiting : it->second.waiting) waiting->Done();
+          for (auto& waiting : it->second.waiting) released.push_back(std::move(waiting));
           it->second.waiting.clear();
           it->second.replicas.clear();
           // A queued snapshot finds no persistent session and forgets it.
@@ -157,6 +164,7 @@ void Replicator::Replicate(std::vector<std::pair<std::string, storage::RecordOp>
       i = j;
     }
   }
+  for (auto& waiting : released) waiting->Done();
   tally->Done();
 }
 
@@ -168,7 +176,8 @@ void Replicator::Enqueue(const std::string& client_id, ClientState& state) {
 
 void Replicator::SendOps(const std::string& peer, const std::string& client_id, bool reset,
                          const std::vector<std::string>& replicas,
-                         const std::vector<storage::RecordOp>& ops, const Tallies& tallies) {
+                         const std::vector<storage::RecordOp>& ops, const Tallies& tallies,
+                         const std::vector<uint64_t>& recent_qos2_keys) {
   size_t i = 0;
   bool first = true;
   while (first || i < ops.size()) {
@@ -178,6 +187,8 @@ void Replicator::SendOps(const std::string& peer, const std::string& client_id, 
     if (first && reset) {
       out->set_reset(true);
       for (const std::string& replica : replicas) out->add_replicas(replica);
+      if (claim_of_) out->set_claim(claim_of_(client_id));
+      for (uint64_t key : recent_qos2_keys) out->add_recent_qos2_keys(key);
     }
     size_t bytes = 0;
     for (; i < ops.size() && (bytes < kMaxOpsBytes || out->ops_size() == 0); ++i) {
@@ -245,6 +256,8 @@ void Replicator::Snapshot(const std::string& client_id) {
     auto it = clients_.find(client_id);
     if (it != clients_.end()) forget(it->second);
   } else {
+    // Before the snapshot (it holds the session's lock): keys only ever get added.
+    const std::vector<uint64_t> recent_qos2_keys = session->recent_qos2_keys();
     session->WithSnapshot([&](storage::Batch&& everything, bool persistent) {
       absl::MutexLock lock(&mu_);
       ClientState& state = clients_[client_id];
@@ -264,18 +277,54 @@ void Replicator::Snapshot(const std::string& client_id) {
       }
       waited = std::move(state.waiting);
       state.waiting.clear();
-      for (const std::string& peer : desired) SendOps(peer, client_id, true, desired, ops, waited);
+      // Replicas no longer chosen keep their copies, and get every change, until the new ones
+      // have theirs: should this node die meanwhile, a complete copy is on one or the other.
+      std::vector<std::string> retiring;
       for (const std::string& peer : state.replicas) {
         if (std::find(desired.begin(), desired.end(), peer) == desired.end()) {
-          SendDrop(peer, client_id);
+          retiring.push_back(peer);
         }
       }
+      Tallies tallies = waited;
+      std::shared_ptr<TicketTally> switched;
+      if (!retiring.empty()) {
+        switched = std::make_shared<TicketTally>(
+            [this, client_id, retiring] { RetireReplicas(client_id, retiring); });
+        tallies.push_back(switched);
+      }
+      CLUSTER_DEBUG("snapshot of ", client_id, " (", ops.size(), " records) to ",
+                    absl::StrJoin(desired, ","), retiring.empty() ? "" : ", retiring ",
+                    absl::StrJoin(retiring, ","));
+      for (const std::string& peer : desired) {
+        SendOps(peer, client_id, true, desired, ops, tallies, recent_qos2_keys);
+      }
       state.replicas = std::move(desired);
+      state.replicas.insert(state.replicas.end(), retiring.begin(), retiring.end());
       state.synced = true;
       state.queued = false;
+      if (switched) {
+        // Answered from here on; the creator's share is released outside mu_ below.
+        waited.push_back(std::move(switched));
+      }
     });
   }
   for (auto& tally : waited) tally->Done();
+}
+
+void Replicator::RetireReplicas(const std::string& client_id,
+                                const std::vector<std::string>& retiring) {
+  absl::MutexLock lock(&mu_);
+  auto it = clients_.find(client_id);
+  if (it == clients_.end()) return;
+  const std::vector<std::string> desired = Choose(client_id);
+  for (const std::string& peer : retiring) {
+    if (std::find(desired.begin(), desired.end(), peer) != desired.end()) continue;  // back
+    auto at = std::find(it->second.replicas.begin(), it->second.replicas.end(), peer);
+    if (at == it->second.replicas.end()) continue;
+    it->second.replicas.erase(at);
+    CLUSTER_DEBUG("retired replica ", peer, " of ", client_id);
+    SendDrop(peer, client_id);
+  }
 }
 
 void Replicator::MembersChanged() {

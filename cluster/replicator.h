@@ -49,9 +49,11 @@ namespace meshmq::cluster {
 class Replicator : public SessionReplication {
  public:
   // `eligible` returns the peers that may hold copies now (linked and in the cluster).
-  // `serving`: whether the node may act without replicas (ClusterHooks::Serving).
+  // `serving`: whether the node may act without replicas (ClusterHooks::Serving). `claim_of`
+  // gives this node's claim on a session (sent with each snapshot).
   Replicator(Broker* broker, Transport* transport, int replication_factor,
-             std::function<std::vector<std::string>()> eligible, std::function<bool()> serving);
+             std::function<std::vector<std::string>()> eligible, std::function<bool()> serving,
+             std::function<uint64_t(const std::string&)> claim_of = nullptr);
   ~Replicator() override;
 
   void Start();
@@ -83,6 +85,8 @@ class Replicator : public SessionReplication {
     Tallies waiting;                    // tickets held until the snapshot
   };
 
+  // The new replicas of `client_id` have their snapshot: the old ones drop their copies.
+  void RetireReplicas(const std::string& client_id, const std::vector<std::string>& retiring);
   void SnapshotLoop();
   void Snapshot(const std::string& client_id);
   void Enqueue(const std::string& client_id, ClientState& state)
@@ -91,7 +95,8 @@ class Replicator : public SessionReplication {
   // `reset` and `replicas`. Each frame holds every one of `tallies` until it is answered.
   void SendOps(const std::string& peer, const std::string& client_id, bool reset,
                const std::vector<std::string>& replicas,
-               const std::vector<storage::RecordOp>& ops, const Tallies& tallies)
+               const std::vector<storage::RecordOp>& ops, const Tallies& tallies,
+               const std::vector<uint64_t>& recent_qos2_keys = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendDrop(const std::string& peer, const std::string& client_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -101,6 +106,7 @@ class Replicator : public SessionReplication {
   const int replication_factor_;
   const std::function<std::vector<std::string>()> eligible_;
   const std::function<bool()> serving_;
+  const std::function<uint64_t(const std::string&)> claim_of_;
   // A frame to a replica went unanswered: its tallies wait for a new snapshot instead.
   void RequeueLocked(const std::string& client_id, const Tallies& tallies)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

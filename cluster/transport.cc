@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <deque>
 #include <limits>
+#include <map>
 #include <set>
 #include <thread>
 #include <utility>
@@ -110,6 +111,13 @@ class Transport::Impl {
   void TakeSessionFromPeers(const TakeSessionRequest& request,
                             std::function<void(std::vector<TakeSessionReply>)> done);
   const TransportStats& stats() const { return stats_; }
+  void AddService(grpc::Service* service) { extra_services_.push_back(service); }
+  std::vector<PeerInfo> Peers() const;
+  std::vector<LinkStats> OutboundLinkStats() const;
+  void AddPeer(const std::string& address) {
+    absl::MutexLock lock(&mu_);
+    AddAddressLocked(address);
+  }
 
  private:
   class OutboundLink;
@@ -184,6 +192,7 @@ class Transport::Impl {
   Handler* const handler_;
   TransportStats stats_;
   Service service_;  // outlives server_
+  std::vector<grpc::Service*> extra_services_;  // AddService, before Start
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string advertise_;
@@ -222,6 +231,17 @@ class Transport::Impl::OutboundLink : public grpc::ClientBidiReactor<FrameBatch,
       : impl_(impl), dialler_(std::move(dialler)) {}
 
   const std::shared_ptr<Dialler>& dialler() const { return dialler_; }
+
+  // Any thread (metrics): what waits for the peer now.
+  void PendingStats(absl::Time now, Transport::LinkStats* stats) {
+    absl::MutexLock lock(&mu_);
+    stats->queued_frames = queue_.size();
+    stats->unacked_frames = unacked_.size();
+    stats->pending_bytes = pending_bytes_;
+    stats->oldest_unacked =
+        unacked_.empty() ? absl::ZeroDuration()
+                         : std::max(absl::ZeroDuration(), now - unacked_.front().sent_at);
+  }
 
   // Timer thread, outside mu_. Keeps the link alive (self_) until OnDone.
   void Start(std::shared_ptr<OutboundLink> self, const std::vector<std::string>& members) {
@@ -728,6 +748,7 @@ absl::Status Transport::Impl::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(&service_);
+  for (grpc::Service* service : extra_services_) builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(std::numeric_limits<int>::max());
   // Two nodes must not share a port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -1081,6 +1102,52 @@ std::vector<std::string> Transport::Impl::UpPeers() const {
   return peers;
 }
 
+std::vector<Transport::LinkStats> Transport::Impl::OutboundLinkStats() const {
+  std::vector<std::pair<std::string, std::shared_ptr<OutboundLink>>> links;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    links.assign(up_.begin(), up_.end());
+  }
+  std::sort(links.begin(), links.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  const absl::Time now = absl::Now();
+  std::vector<LinkStats> stats(links.size());
+  for (size_t i = 0; i < links.size(); ++i) {
+    stats[i].peer = links[i].first;
+    links[i].second->PendingStats(now, &stats[i]);  // outside mu_: the link's lock alone
+  }
+  return stats;
+}
+
+std::vector<Transport::PeerInfo> Transport::Impl::Peers() const {
+  absl::ReaderMutexLock lock(&mu_);
+  std::map<std::string, PeerInfo> by_node;
+  std::vector<PeerInfo> unnamed;
+  for (const auto& [address, dialler] : diallers_) {
+    if (dialler->self) continue;
+    if (dialler->node_id.empty()) {
+      unnamed.push_back(PeerInfo{std::string(), address, false, false});
+      continue;
+    }
+    PeerInfo& info = by_node[dialler->node_id];
+    info.node_id = dialler->node_id;
+    auto up = up_.find(dialler->node_id);
+    const bool this_link_up = up != up_.end() && up->second->dialler() == dialler;
+    if (info.address.empty() || this_link_up) info.address = address;
+    info.outbound_up = info.outbound_up || this_link_up;
+  }
+  for (const auto& [node, link] : inbound_by_node_) {
+    PeerInfo& info = by_node[node];
+    info.node_id = node;
+    if (info.address.empty()) info.address = link->advertise();
+    info.inbound_up = true;
+  }
+  std::vector<PeerInfo> peers;
+  for (auto& [node, info] : by_node) peers.push_back(std::move(info));
+  for (PeerInfo& info : unnamed) peers.push_back(std::move(info));
+  return peers;
+}
+
 void Transport::Impl::TakeSessionFromPeers(
     const TakeSessionRequest& request, std::function<void(std::vector<TakeSessionReply>)> done) {
   struct Gather {
@@ -1144,7 +1211,11 @@ void Transport::Impl::TakeSessionFromPeers(
                                    absl::MutexLock lock(&mu_);
                                    take_session_calls_.erase(&call->context);
                                  }
-                                 gather->Add(status.ok() ? &call->reply : nullptr);
+                                 if (!status.ok()) {
+                                   call->reply.Clear();
+                                   call->reply.set_unanswered(true);
+                                 }
+                                 gather->Add(&call->reply);
                                  delete call;
                                  CallEnded();
                                });
@@ -1170,5 +1241,11 @@ void Transport::TakeSessionFromPeers(const TakeSessionRequest& request,
   impl_->TakeSessionFromPeers(request, std::move(done));
 }
 const TransportStats& Transport::stats() const { return impl_->stats(); }
+void Transport::AddService(grpc::Service* service) { impl_->AddService(service); }
+std::vector<Transport::PeerInfo> Transport::Peers() const { return impl_->Peers(); }
+std::vector<Transport::LinkStats> Transport::OutboundLinkStats() const {
+  return impl_->OutboundLinkStats();
+}
+void Transport::AddPeer(const std::string& address) { impl_->AddPeer(address); }
 
 }  // namespace meshmq::cluster

@@ -44,6 +44,10 @@
 #include "absl/time/time.h"
 #include "proto/cluster.pb.h"
 
+namespace grpc {
+class Service;
+}
+
 namespace meshmq::cluster {
 
 struct TransportConfig {
@@ -115,11 +119,39 @@ class Transport {
                   bool droppable);
   // Node ids whose outbound link is up now.
   std::vector<std::string> UpPeers() const;
-  // Calls TakeSession on every up peer; `done` gets the replies of those that answered (a peer
-  // that fails or does not answer within peer_timeout is left out) once all are in.
+  // Calls TakeSession on every up peer; `done` gets their replies once all are in (a peer that
+  // fails or does not answer within peer_timeout gives one marked `unanswered`).
   void TakeSessionFromPeers(const TakeSessionRequest& request,
                             std::function<void(std::vector<TakeSessionReply>)> done);
   const TransportStats& stats() const;
+
+  // --- Admin (node/admin/) ---
+  // Serves `service` on the cluster listener too (AdminPeer). Before Start(); not owned.
+  void AddService(grpc::Service* service);
+  struct PeerInfo {
+    std::string node_id;  // empty: an address that has not answered yet
+    std::string address;  // the address we dial it on (or, if we do not, the one it advertises)
+    bool outbound_up = false;
+    bool inbound_up = false;
+  };
+  // The peers known now, one per node id (plus the addresses not answered yet), by node id.
+  std::vector<PeerInfo> Peers() const;
+  // Dials `address` (HOST:PORT) as if it had been given in --peers.
+  void AddPeer(const std::string& address);
+
+  // --- Metrics (node/metrics/): read-only ---
+  // What waits on one up outbound link: frames not written yet, frames written and not
+  // acknowledged, their bytes (what --cluster_max_pending_bytes bounds), and how long the oldest
+  // unacknowledged frame has waited (zero when none does): how far the peer is behind.
+  struct LinkStats {
+    std::string peer;  // node id
+    uint64_t queued_frames = 0;
+    uint64_t unacked_frames = 0;
+    uint64_t pending_bytes = 0;
+    absl::Duration oldest_unacked = absl::ZeroDuration();
+  };
+  // One per peer whose outbound link is up, by node id.
+  std::vector<LinkStats> OutboundLinkStats() const;
 
  private:
   class Impl;

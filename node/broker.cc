@@ -26,6 +26,8 @@ constexpr char kVersion[] = "meshmq 0.1.0";
 
 }  // namespace
 
+const char* Broker::version() { return kVersion; }
+
 Broker::Broker(BrokerConfig config)
     : config_(std::move(config)), auth_(std::make_shared<const AuthConfig>()) {}
 
@@ -482,6 +484,12 @@ size_t Broker::DeliverToSessions(const MessagePtr& message,
   std::vector<SubscriberRef> matches;
   for (const std::string& client_id : client_ids) {
     std::shared_ptr<Session> session = sessions_.Find(client_id);
+    if (session == nullptr) {
+      // Moved on to another node since: its stand-in sends the message after it.
+      absl::MutexLock lock(&moved_mu_);
+      auto it = moved_out_.find(client_id);
+      if (it != moved_out_.end()) session = it->second.stand_in;
+    }
     if (session == nullptr || session->discarded()) continue;
     matches.clear();
     for (const auto& [filter, options] : session->subscriptions()) {
@@ -516,6 +524,17 @@ bool Broker::DropStaleSession(const std::string& client_id) {
     Worker* worker = owner->worker;
     const uint64_t connection_id = owner->connection_id;
     worker->Post([worker, connection_id] { worker->CloseTakenOver(connection_id, false); });
+  }
+  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  return true;
+}
+
+bool Broker::DropSession(const std::string& client_id) {
+  std::shared_ptr<Session> session = sessions_.Extract(client_id);
+  if (session == nullptr) return false;
+  CancelWill(client_id);
+  if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
+    owner->worker->CloseByAdmin(owner->connection_id, /*publish_will=*/false);
   }
   session->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
   return true;
@@ -640,33 +659,79 @@ void Broker::Housekeeping(int64_t now_ms) {
   for (const MessagePtr& will : due) PublishWill(will);
 }
 
+uint64_t Broker::connected_clients() const {
+  // Disconnects first: a client counted as gone was counted as come before, so the difference
+  // never goes negative while clients come and go during the sum.
+  uint64_t connects = 0;
+  uint64_t disconnects = 0;
+  for (const auto& worker : workers_) {
+    for (const auto& count : worker->stats().disconnects) {
+      disconnects += count.load(std::memory_order_relaxed);
+    }
+  }
+  for (const auto& worker : workers_) {
+    connects += worker->stats().connects.load(std::memory_order_relaxed);
+  }
+  return connects > disconnects ? connects - disconnects : 0;
+}
+
+// $SYS topics, retained, every --sys_interval: Mosquitto's names under $SYS/broker/ (this node),
+// and the same under $SYS/brokers/<node id>/ (EMQX's layout), which stays unambiguous when
+// several nodes' values are collected in one place.
+// TODO(issue 7): cluster-wide totals ($SYS/cluster/...) need the peers' values, and the
+// heartbeat carries only membership (proto/cluster.proto); they wait for a stats frame or
+// admin RPC. $SYS topics are not forwarded to peers either (Broker::Publish): each node's
+// copies are seen by that node's subscribers; /metrics of every node is the cluster-wide view.
 void Broker::PublishSysTopics() {
   uint64_t received = 0;
   uint64_t sent = 0;
-  uint64_t connected = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
   for (const auto& worker : workers_) {
-    received += worker->stats().messages_received.load(std::memory_order_relaxed);
-    sent += worker->stats().messages_sent.load(std::memory_order_relaxed);
-    connected += worker->stats().connections.load(std::memory_order_relaxed);
+    const Worker::Stats& stats = worker->stats();
+    received += stats.messages_received.load(std::memory_order_relaxed);
+    sent += stats.messages_sent.load(std::memory_order_relaxed);
+    bytes_received += stats.bytes_read.load(std::memory_order_relaxed);
+    bytes_sent += stats.bytes_written.load(std::memory_order_relaxed);
   }
-  auto publish = [this](std::string topic, std::string payload) {
+  const uint64_t connected = connected_clients();
+  // Every connected client has a session; the others are persistent sessions kept offline.
+  const uint64_t total = std::max<uint64_t>(sessions_.size(), connected);
+  const uint64_t subscriptions =
+      subscriptions_.size() +
+      static_cast<uint64_t>(std::max<int64_t>(shared_subscription_count(), 0));
+  std::vector<std::pair<std::string, std::string>> values = {
+      {"version", kVersion},
+      {"uptime", absl::StrCat(absl::ToInt64Seconds(absl::Now() - started_at_), " seconds")},
+      {"clients/connected", absl::StrCat(connected)},
+      {"clients/disconnected", absl::StrCat(total - connected)},
+      {"clients/total", absl::StrCat(total)},
+      {"messages/received", absl::StrCat(received)},
+      {"messages/sent", absl::StrCat(sent)},
+      {"bytes/received", absl::StrCat(bytes_received)},
+      {"bytes/sent", absl::StrCat(bytes_sent)},
+      {"retained messages/count", absl::StrCat(retained_.size())},
+      {"subscriptions/count", absl::StrCat(subscriptions)},
+  };
+  counters_.ForEach([&](const char* name, uint64_t value) {
+    values.emplace_back(absl::StrCat("counters/", name), absl::StrCat(value));
+  });
+  // A node id with topic separators or wildcards would make topics nobody can subscribe to.
+  std::string node = config_.node_id;
+  std::replace_if(
+      node.begin(), node.end(), [](char c) { return c == '/' || c == '+' || c == '#'; }, '_');
+  const std::string per_node = absl::StrCat("$SYS/brokers/", node, "/");
+  auto publish = [this](std::string topic, const std::string& payload) {
     auto message = std::make_shared<Message>();
     message->topic = std::move(topic);
-    message->payload = std::move(payload);
+    message->payload = payload;
     message->retain = true;
     Publish(message);
   };
-  publish("$SYS/broker/version", kVersion);
-  publish("$SYS/broker/uptime",
-          absl::StrCat(absl::ToInt64Seconds(absl::Now() - started_at_), " seconds"));
-  publish("$SYS/broker/clients/connected", absl::StrCat(connected));
-  publish("$SYS/broker/messages/received", absl::StrCat(received));
-  publish("$SYS/broker/messages/sent", absl::StrCat(sent));
-  publish("$SYS/broker/retained messages/count", absl::StrCat(retained_.size()));
-  publish("$SYS/broker/subscriptions/count", absl::StrCat(subscriptions_.size()));
-  counters_.ForEach([&](const char* name, uint64_t value) {
-    publish(absl::StrCat("$SYS/broker/counters/", name), absl::StrCat(value));
-  });
+  for (const auto& [name, value] : values) {
+    publish(absl::StrCat("$SYS/broker/", name), value);
+    publish(absl::StrCat(per_node, name), value);
+  }
 }
 
 }  // namespace meshmq

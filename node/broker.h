@@ -96,6 +96,20 @@ class Broker {
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   absl::Time started_at() const { return started_at_; }
 
+  // --- Read-only views for metrics and $SYS (node/metrics/), any thread ---
+  // The store, or null before Start() and after Stop().
+  const storage::Store* store() const { return store_.get(); }
+  // Members of shared subscription groups ($share/...); subscriptions() holds the others.
+  int64_t shared_subscription_count() const {
+    return shared_memberships_.load(std::memory_order_relaxed);
+  }
+  // Client sockets open now (whether they sent CONNECT or not), and those held to be refused.
+  int64_t open_connections() const { return connections_.load(std::memory_order_relaxed); }
+  // Clients whose CONNECT was accepted and whose connection has not closed, over all workers.
+  uint64_t connected_clients() const;
+  // "meshmq X.Y.Z", as in $SYS/broker/version.
+  static const char* version();
+
   // Routes `message` to every matching subscription and, if it is retained, stores it
   // (MQTT-3.3.1-5). `origin` is the publisher's session, for No Local (MQTT 5 3.8.3.1), or null.
   // In a cluster it is also forwarded to the peers with matching subscribers; then, if
@@ -134,14 +148,19 @@ class Broker {
   // its subscriptions, and writes it to the store.
   void ImportSession(const storage::LoadedSession& loaded);
   // Delivers `message` to those of `client_ids`' sessions whose ordinary subscriptions match it
-  // (a message a dead peer took but never acknowledged, to the sessions taken over from it).
-  // Returns how many.
+  // (a message a dead peer took but never acknowledged, to the sessions taken over from it);
+  // a session that moved on to another node since gets it through its stand-in. Returns how
+  // many.
   size_t DeliverToSessions(const MessagePtr& message, const std::vector<std::string>& client_ids);
   // Closes every client connection, on every worker (Worker::CloseAll).
   void CloseAllClients(const std::string& reason, uint8_t disconnect_reason, bool publish_wills);
   // Ends the session of `client_id` quietly (no will), closing its connection: another node
   // holds a newer one (cluster/README.md). False if there is none.
   bool DropStaleSession(const std::string& client_id);
+  // Ends the session of `client_id` on an administrator's request (node/admin/): its connection,
+  // if any, is closed (MQTT 5: DISCONNECT 0x98) without its will, and the session goes with its
+  // subscriptions and queued messages. False if there is none.
+  bool DropSession(const std::string& client_id);
   // A retained change from a peer: applied if newer than what this node holds.
   bool ApplyRemoteRetained(const std::string& topic, MessagePtr message,
                            const RetainedVersion& version);

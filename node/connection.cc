@@ -39,6 +39,36 @@ constexpr size_t kMaxReadPerIteration = 1 << 20;
 constexpr size_t kMaxIdleBufferCapacity = 64 * 1024;
 constexpr int kMaxRejectionLogsPerSecond = 20;
 
+// What a connected client's Close says about why it ended, for meshmq_disconnects_total: the
+// MQTT 5 reason code the server gives (every server-side close of a connected client has one),
+// else the client's own DISCONNECT or a lost connection.
+DisconnectReason DisconnectReasonFor(int disconnect_reason, bool disconnect_received) {
+  if (disconnect_reason == Connection::kNoDisconnect) {
+    return disconnect_received ? DisconnectReason::kClientDisconnect
+                               : DisconnectReason::kConnectionLost;
+  }
+  switch (disconnect_reason) {
+    case codec::reason::kKeepAliveTimeout:
+      return DisconnectReason::kKeepaliveTimeout;
+    case codec::reason::kSessionTakenOver:
+      return DisconnectReason::kSessionTakenOver;
+    case codec::reason::kServerShuttingDown:
+      return DisconnectReason::kServerShutdown;
+    case codec::reason::kUseAnotherServer:
+      return DisconnectReason::kNotServing;
+    case codec::reason::kPacketTooLarge:
+      return DisconnectReason::kPacketTooLarge;
+    case codec::reason::kQuotaExceeded:
+      return DisconnectReason::kClusterRefused;
+    case codec::reason::kUnspecifiedError:
+      return DisconnectReason::kServerError;
+    case codec::reason::kAdministrativeAction:
+      return DisconnectReason::kAdministrativeAction;
+    default:
+      return DisconnectReason::kProtocolError;
+  }
+}
+
 }  // namespace
 
 Connection::Connection(Broker* broker, Worker* worker, int fd, uint64_t id, int64_t now_ms,
@@ -103,15 +133,19 @@ void Connection::ResumeInput() {
 }
 
 void Connection::OnReadable() {
-  thread_local char buffer[kReadChunk];
+  // On the heap: a static thread_local array would be carved out of every thread's stack,
+  // civetweb's 100 KiB ones (node/http) included, where 64 KiB does not fit.
+  thread_local const std::unique_ptr<char[]> buffer(new char[kReadChunk]);
   size_t total = 0;
   while (state_ != State::kClosing && !pending_connect_ && !input_held_ &&
          total < kMaxReadPerIteration) {
-    ssize_t n = read(fd_, buffer, sizeof(buffer));
+    ssize_t n = read(fd_, buffer.get(), kReadChunk);
     if (n > 0) {
       total += static_cast<size_t>(n);
+      worker_->mutable_stats().bytes_read.fetch_add(static_cast<uint64_t>(n),
+                                                    std::memory_order_relaxed);
       last_received_ms_ = MonotonicMillis();
-      std::string_view data(buffer, static_cast<size_t>(n));
+      std::string_view data(buffer.get(), static_cast<size_t>(n));
       if (in_.empty()) {
         // Usual case: packets are parsed straight from the read buffer, and only a trailing
         // partial packet is copied aside.
@@ -123,7 +157,7 @@ void Connection::OnReadable() {
         in_.erase(0, used);
       }
       if (in_.empty() && in_.capacity() > kMaxIdleBufferCapacity) std::string().swap(in_);
-      if (static_cast<size_t>(n) < sizeof(buffer)) break;
+      if (static_cast<size_t>(n) < kReadChunk) break;
       continue;
     }
     if (n == 0) {
@@ -340,12 +374,18 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
   if (state_ == State::kClosing) return;
   if (!ok) {
     // Not every node that should have the message took it: no ack, so the client sends it
-    // again (MQTT-4.4.0-1), by which time the peer may have caught up.
+    // again (MQTT-4.4.0-1), by which time the peer may have caught up. A QoS 2 one is then
+    // routed again, not dropped as a duplicate.
+    if (auto it = cluster_waits_->qos2_ids.find(seq); it != cluster_waits_->qos2_ids.end()) {
+      session_->ForgetInboundQos2(it->second);
+      cluster_waits_->qos2_ids.erase(it);
+    }
     Close("a peer node could not take the message (--cluster_max_pending_bytes)", false,
           codec::reason::kQuotaExceeded);
     return;
   }
   ClusterWaits& waits = *cluster_waits_;
+  JournalQos2AfterWait(seq);
   if (seq != waits.done + 1) {
     waits.done_early.insert(seq);
     return;
@@ -358,6 +398,22 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
   if (ReleaseHeldOutput(durable) && !awaiting_durable_) {
     awaiting_durable_ = true;
     worker_->AwaitDurable(id_);
+  }
+}
+
+void Connection::JournalQos2AfterWait(uint64_t seq) {
+  auto it = cluster_waits_->qos2_ids.find(seq);
+  if (it == cluster_waits_->qos2_ids.end()) return;
+  const uint16_t packet_id = it->second;
+  cluster_waits_->qos2_ids.erase(it);
+  const uint64_t ticket_before = Persistence::ThreadTicket();
+  session_->JournalInboundQos2(packet_id);
+  const uint64_t ticket = Persistence::ThreadTicket();
+  if (ticket == ticket_before) return;
+  // The PUBREC waits for the write too: held output from this wait on waits for `ticket` as
+  // well (the marks stay ordered, both values growing).
+  for (HeldOutput& held : held_output_) {
+    if (held.cluster_wait >= seq) held.ticket = std::max(held.ticket, ticket);
   }
 }
 
@@ -424,7 +480,11 @@ void Connection::WriteOutgoing(const Outgoing& outgoing) {
     codec::EncodePublish(topic, m.payload, queued.qos, queued.retain, outgoing.dup,
                          outgoing.packet_id, m.properties.get(), extra_properties, version_, &out_);
   }
-  worker_->mutable_stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
+  Worker::Stats& stats = worker_->mutable_stats();
+  stats.messages_sent.fetch_add(1, std::memory_order_relaxed);
+  stats.sent_by_qos[queued.qos].fetch_add(1, std::memory_order_relaxed);
+  stats.sent_payload_bytes_by_qos[queued.qos].fetch_add(m.payload.size(),
+                                                        std::memory_order_relaxed);
   ScheduleWrite();
 }
 
@@ -458,6 +518,8 @@ void Connection::FlushOutput() {
     ssize_t n = send(fd_, out_.data() + out_offset_, limit - out_offset_, MSG_NOSIGNAL);
     if (n > 0) {
       out_offset_ += static_cast<size_t>(n);
+      worker_->mutable_stats().bytes_written.fetch_add(static_cast<uint64_t>(n),
+                                                       std::memory_order_relaxed);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -560,6 +622,11 @@ void Connection::Close(std::string_view reason, bool publish_will, int disconnec
   if (state_ == State::kClosing) return;
   const bool was_connected = state_ == State::kConnected;
   state_ = State::kClosing;
+  if (was_connected) {
+    const DisconnectReason why = DisconnectReasonFor(disconnect_reason, disconnect_received_);
+    worker_->mutable_stats().disconnects[static_cast<int>(why)].fetch_add(
+        1, std::memory_order_relaxed);
+  }
   // MQTT 5 4.13.2: say why before closing. Never before CONNACK (MQTT-3.14.0-1).
   if (was_connected && v5_ && disconnect_reason != kNoDisconnect) {
     codec::Disconnect disconnect;

@@ -187,6 +187,7 @@ class Connection {
   // A PUBLISH waits for the cluster (ClusterHooks::HoldPublish): input is not processed, and
   // reading stops, until ResumeInput.
   bool input_held_ = false;
+  bool disconnect_received_ = false;  // the client sent DISCONNECT (for the disconnect metric)
   // True if the PUBLISH packet `body` (with `first_byte`) must wait for the cluster; then input
   // is held.
   bool HoldForCluster(uint8_t first_byte, std::string_view body);
@@ -208,7 +209,12 @@ class Connection {
     uint64_t issued = 0;
     uint64_t done = 0;                         // every wait <= done is complete
     absl::flat_hash_set<uint64_t> done_early;  // complete, above `done`
+    // Inbound QoS 2 packet ids whose routing the wait is for: stored once it completes.
+    absl::flat_hash_map<uint64_t, uint16_t> qos2_ids;
   };
+  // Wait `seq` completed: stores its QoS 2 packet id, if any, and holds the acks behind it until
+  // that is durable.
+  void JournalQos2AfterWait(uint64_t seq);
   std::unique_ptr<ClusterWaits> cluster_waits_;
   bool awaiting_durable_ = false;  // registered with the worker's OnDurable
   size_t out_offset_ = 0;

@@ -268,6 +268,7 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   }
   session_ = std::move(attach.session);
   state_ = State::kConnected;
+  worker_->mutable_stats().connects.fetch_add(1, std::memory_order_relaxed);
   if (will_ != nullptr && broker_->cluster() != nullptr) {
     broker_->cluster()->WillChanged(client_id(), WillMessage(),
                                     will_->properties->will_delay_interval.value_or(0));

@@ -27,6 +27,7 @@
 #include "node/connection.h"
 #include "node/event_loop.h"
 #include "node/persistence.h"
+#include "node/qos2_key.h"
 #include "node/topic.h"
 #include "node/worker.h"
 
@@ -87,7 +88,11 @@ void Connection::HandlePublish(codec::Publish& publish) {
     ProtocolViolation("PUBLISH topic name contains a wildcard", codec::reason::kTopicNameInvalid);
     return;
   }
-  worker_->mutable_stats().messages_received.fetch_add(1, std::memory_order_relaxed);
+  Worker::Stats& stats = worker_->mutable_stats();
+  stats.messages_received.fetch_add(1, std::memory_order_relaxed);
+  stats.received_by_qos[publish.qos].fetch_add(1, std::memory_order_relaxed);
+  stats.received_payload_bytes_by_qos[publish.qos].fetch_add(publish.payload.size(),
+                                                             std::memory_order_relaxed);
 
   uint8_t reason_code = codec::reason::kSuccess;
   std::string_view why;
@@ -132,6 +137,12 @@ void Connection::HandlePublish(codec::Publish& publish) {
     message->qos = publish.qos;
     message->retain = publish.retain;
     message->id = broker_->NewMessageId();
+    if (publish.qos == 2 && broker_->cluster() != nullptr) {
+      message->qos2_key = Qos2Key(client_id(), publish.packet_id, message->topic, message->payload);
+      // A resend whose packet id is not known here: its first try may have reached some
+      // sessions (a peer refused it, or the node it went to died before storing the id).
+      message->resent = publish.dup;
+    }
     // The decoded properties move into the message as they are; no copy, and nothing at all
     // for a PUBLISH without properties (every 3.1.1 one).
     if (!publish.properties.empty()) {
@@ -154,6 +165,14 @@ void Connection::HandlePublish(codec::Publish& publish) {
     const size_t delivered =
         broker_->Publish(message, session_.get(), std::move(on_peers_accepted), &awaiting_peers);
     if (delivered == 0) reason_code = codec::reason::kNoMatchingSubscribers;
+    if (publish.qos == 2) {
+      // Stored after the routing's own writes, and in a cluster after every peer took it.
+      if (awaiting_peers) {
+        cluster_waits_->qos2_ids[cluster_wait] = publish.packet_id;
+      } else {
+        session_->JournalInboundQos2(publish.packet_id);
+      }
+    }
     if (awaiting_peers) {
       HoldOutputForCluster(out_.size(), cluster_wait);
     } else if (cluster_wait != 0) {
@@ -212,6 +231,7 @@ void Connection::HandleDisconnect(const codec::Disconnect& disconnect) {
     }
     session_->set_expiry_interval(expiry);
   }
+  disconnect_received_ = true;
   // MQTT-3.14.4-3: a DISCONNECT discards the will, unless MQTT 5's 0x04 asks for it.
   if (disconnect.reason_code == codec::reason::kDisconnectWithWill) {
     Close("client disconnected with its will", true);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,7 +29,11 @@
 #include "cluster/cluster_node.h"
 #include "node/broker.h"
 #include "node/codec/packet.h"
+#include "node/http/http_server.h"
+#include "node/metrics/exposition.h"
+#include "node/metrics/node_metrics.h"
 #include "node/passwd_command.h"
+#include "node/admin/admin.h"
 
 ABSL_FLAG(std::string, mqtt_listen, "0.0.0.0:1883", "MQTT listener, HOST:PORT (port 0: any)");
 ABSL_FLAG(std::string, data_dir, "./data",
@@ -100,6 +105,16 @@ ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "Time a new connection has to send CONNECT");
 ABSL_FLAG(absl::Duration, sys_interval, absl::Seconds(10),
           "How often $SYS topics are published (0: never)");
+ABSL_FLAG(std::string, http_listen, "0.0.0.0:18083",
+          "HTTP listener for /metrics (Prometheus), /healthz and /readyz, IPv4 HOST:PORT (port 0: "
+          "any; empty or 'off': none)");
+ABSL_FLAG(std::string, admin_listen, "127.0.0.1:9883",
+          "Admin gRPC listener (meshmqctl), HOST:PORT (port 0: any; empty: none). Without "
+          "--admin_token_file it must be a loopback address");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "File holding the bearer token every admin call must carry");
+ABSL_FLAG(std::string, admin_tls_cert, "", "PEM certificate for the admin listener (TLS)");
+ABSL_FLAG(std::string, admin_tls_key, "", "PEM private key for --admin_tls_cert");
 
 namespace {
 
@@ -218,6 +233,20 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   meshmq::Broker broker(config);
+  meshmq::admin::AdminOptions admin_options;
+  admin_options.listen = absl::GetFlag(FLAGS_admin_listen);
+  admin_options.token_file = absl::GetFlag(FLAGS_admin_token_file);
+  admin_options.tls_cert = absl::GetFlag(FLAGS_admin_tls_cert);
+  admin_options.tls_key = absl::GetFlag(FLAGS_admin_tls_key);
+  admin_options.cluster_listen = absl::GetFlag(FLAGS_cluster_listen);
+  // node drain / cluster leave: the SIGTERM path below.
+  admin_options.on_drain = [] { kill(getpid(), SIGTERM); };
+  if (absl::Status status = meshmq::admin::CheckAdminOptions(admin_options); !status.ok()) {
+    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    return 2;
+  }
+  // Before the cluster: its listener serves the admin's AdminPeer until it stops.
+  std::unique_ptr<meshmq::admin::Admin> admin;
   std::unique_ptr<meshmq::cluster::ClusterNode> cluster;
   if (!absl::GetFlag(FLAGS_cluster_listen).empty()) {
     meshmq::cluster::TransportConfig cluster_config;
@@ -240,12 +269,49 @@ int main(int argc, char** argv) {
                                                              replication_factor);
     broker.SetCluster(cluster.get());
   }
+  admin = std::make_unique<meshmq::admin::Admin>(&broker, cluster.get(), admin_options);
   if (absl::Status status = broker.Start(); !status.ok()) {
     std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
     return 1;
   }
   if (cluster != nullptr) {
     if (absl::Status status = cluster->Start(); !status.ok()) {
+      std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+      broker.Stop();
+      return 1;
+    }
+  }
+  if (absl::Status status = admin->Start(); !status.ok()) {
+    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    broker.Stop();
+    return 1;
+  }
+  // Operations endpoints (node/metrics/node_metrics.h), once everything they report runs.
+  meshmq::http::HttpServer http;
+  std::atomic<bool> http_stopping{false};  // /readyz says so from the signal on
+  const std::string http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (!http_listen.empty() && http_listen != "off") {
+    using Response = meshmq::http::HttpServer::Response;
+    const meshmq::cluster::ClusterNode* cluster_node = cluster.get();
+    http.Handle("/metrics", [&broker, cluster_node] {
+      return Response{200, meshmq::metrics::kContentType,
+                      meshmq::metrics::RenderNodeMetrics(broker, cluster_node)};
+    });
+    http.Handle("/healthz", [&broker] {
+      std::string why;
+      if (!meshmq::metrics::CheckLive(broker, absl::Seconds(2), &why)) {
+        return Response{503, "text/plain; charset=utf-8", why + "\n"};
+      }
+      return Response{200, "text/plain; charset=utf-8", "ok\n"};
+    });
+    http.Handle("/readyz", [&broker, cluster_node, &http_stopping] {
+      std::string why = "shutting down";
+      if (http_stopping.load() || !meshmq::metrics::CheckReady(broker, cluster_node, &why)) {
+        return Response{503, "text/plain; charset=utf-8", why + "\n"};
+      }
+      return Response{200, "text/plain; charset=utf-8", "ok\n"};
+    });
+    if (absl::Status status = http.Start(http_listen); !status.ok()) {
       std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
       broker.Stop();
       return 1;
@@ -258,6 +324,13 @@ int main(int argc, char** argv) {
     const std::string& listen = absl::GetFlag(FLAGS_cluster_listen);
     std::fprintf(stderr, "meshmqd: listening on cluster %s:%d\n",
                  listen.substr(0, listen.rfind(':')).c_str(), cluster->port());
+  }
+  if (admin->port() != 0) {
+    std::fprintf(stderr, "meshmqd: listening on admin %s\n", admin->address().c_str());
+  }
+  if (http.port() != 0) {
+    std::fprintf(stderr, "meshmqd: listening on http %s:%d\n",
+                 http_listen.substr(0, http_listen.rfind(':')).c_str(), http.port());
   }
   std::fprintf(stderr, "meshmqd: listening on mqtt %s:%d\n", host.c_str(), broker.mqtt_port());
 
@@ -276,9 +349,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));
     break;
   }
+  http_stopping.store(true);
   // A graceful stop hands this node's sessions to its peers first (a rolling restart loses
   // nothing; clients see a reconnect).
   if (cluster != nullptr) cluster->Leave(absl::GetFlag(FLAGS_cluster_leave_timeout));
+  admin->Stop();  // after the leave, which `meshmqctl node drain` waits for
+  http.Stop();    // before what it reports on goes
   broker.Stop();  // ends the cluster links too, once the wills of its clients went out
   std::fprintf(stderr, "meshmqd: stopped\n");
   return 0;

@@ -28,6 +28,12 @@ struct Message {
   // In a cluster, an id unique across the nodes, given where the message was published; it lets
   // a session that just moved between nodes drop a copy that reached it by two paths. 0: none.
   uint64_t id = 0;
+  // QoS 2 in a cluster: a key of what the publisher sent (client id, packet id, topic, payload),
+  // the same for a resend of it. `resent`: a resend (DUP) routed again because its first try was
+  // not known to have reached every node (a peer refused it, or the publisher's node died):
+  // sessions that got the first try drop it (MQTT 4.3.3: QoS 2 is delivered exactly once).
+  uint64_t qos2_key = 0;
+  bool resent = false;
 
   bool expired(int64_t now_ms) const { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
   // The Message Expiry Interval to send at `now_ms`: what is left, rounded up to whole seconds.

@@ -80,6 +80,8 @@ storage::StoredMessage Persistence::ToRecord(const Message& message) {
     codec::EncodePropertyBlock(*message.properties, record.mutable_properties());
   }
   record.set_id(message.id);
+  record.set_qos2_key(message.qos2_key);
+  record.set_resent(message.resent);
   return record;
 }
 
@@ -102,6 +104,8 @@ MessagePtr Persistence::FromRecord(const storage::StoredMessage& record) {
     }
   }
   message->id = record.id();
+  message->qos2_key = record.qos2_key();
+  message->resent = record.resent();
   return message;
 }
 

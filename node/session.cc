@@ -77,6 +77,10 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
   if (move_ && TakenByMoveLocked(queued, counters)) return std::nullopt;
+  if (queued.qos == 2 && queued.message->qos2_key != 0 &&
+      Qos2ResendSeenLocked(*queued.message, counters)) {
+    return std::nullopt;
+  }
   if (!owner_ && queued.qos == 0) return std::nullopt;
   // A persistent session's QoS 1/2 messages go to the store, in queue order (the seq), before
   // anyone can take them out of the queue: the owner's delete can never overtake this put.
@@ -326,13 +330,16 @@ bool Session::OnPubcomp(uint16_t packet_id) {
 bool Session::RememberInboundQos2(uint16_t packet_id) {
   absl::MutexLock lock(&mu_);
   if (!inbound_qos2_) inbound_qos2_ = std::make_unique<absl::flat_hash_set<uint16_t>>();
-  if (!inbound_qos2_->insert(packet_id).second) return false;
-  if (journaling()) {
-    storage::Batch batch;
-    batch.PutInboundQos2(client_id_, packet_id);
-    persistence_->Submit(std::move(batch));
-  }
-  return true;
+  return inbound_qos2_->insert(packet_id).second;
+}
+
+void Session::JournalInboundQos2(uint16_t packet_id) {
+  absl::MutexLock lock(&mu_);
+  // Not if PUBREL came meanwhile (or a move took the session's state along).
+  if (!journaling() || !inbound_qos2_ || !inbound_qos2_->contains(packet_id)) return;
+  storage::Batch batch;
+  batch.PutInboundQos2(client_id_, packet_id);
+  persistence_->Submit(std::move(batch));
 }
 
 bool Session::ForgetInboundQos2(uint16_t packet_id) {
@@ -400,6 +407,17 @@ void Session::Restore(const storage::LoadedSession& loaded) {
     if (!inbound_qos2_) inbound_qos2_ = std::make_unique<absl::flat_hash_set<uint16_t>>();
     inbound_qos2_->insert(packet_id);
   }
+  // What it had lately and what it brings, for dropping resends of those (Qos2ResendSeenLocked).
+  auto note_key = [this](uint64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (key == 0) return;
+    if (!recent_qos2_) recent_qos2_ = std::make_unique<RecentQos2Keys>();
+    recent_qos2_->keys[recent_qos2_->next] = key;
+    recent_qos2_->next = (recent_qos2_->next + 1) % kRecentQos2Keys;
+  };
+  for (uint64_t key : loaded.recent_qos2_keys) note_key(key);
+  for (const storage::LoadedSession::Message& m : loaded.messages) {
+    if (m.queued.has_message()) note_key(m.queued.message().qos2_key());
+  }
   if (unreadable && persistence_ != nullptr) persistence_->Submit(std::move(*unreadable));
 }
 
@@ -447,6 +465,7 @@ storage::LoadedSession Session::ExportLocked() const {
   if (move_ && MonotonicMillis() < move_->dedup_until_ms) {
     exported.recent_ids.assign(move_->seen.begin(), move_->seen.end());
   }
+  exported.recent_qos2_keys = RecentQos2KeysLocked();
   return exported;
 }
 
@@ -514,6 +533,37 @@ void Session::StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms)
   move_->seen.insert(ids.begin(), ids.end());
   move_->seen.erase(0);
   move_->dedup_until_ms = until_ms;
+}
+
+std::vector<uint64_t> Session::recent_qos2_keys() const {
+  absl::MutexLock lock(&mu_);
+  return RecentQos2KeysLocked();
+}
+
+std::vector<uint64_t> Session::RecentQos2KeysLocked() const {
+  std::vector<uint64_t> keys;
+  if (!recent_qos2_) return keys;
+  // Oldest first, so a ring filled from them keeps the same order.
+  const RecentQos2Keys& recent = *recent_qos2_;
+  for (size_t i = 0; i < kRecentQos2Keys; ++i) {
+    const uint64_t key = recent.keys[(recent.next + i) % kRecentQos2Keys];
+    if (key != 0) keys.push_back(key);
+  }
+  return keys;
+}
+
+bool Session::Qos2ResendSeenLocked(const Message& message, Counters* counters) {
+  if (!recent_qos2_) recent_qos2_ = std::make_unique<RecentQos2Keys>();
+  RecentQos2Keys& recent = *recent_qos2_;
+  // Only resends are looked up (rarely): the common case is one store into the ring.
+  if (message.resent &&
+      std::find(recent.keys.begin(), recent.keys.end(), message.qos2_key) != recent.keys.end()) {
+    counters->qos2_resends_dropped.Increment();
+    return true;
+  }
+  recent.keys[recent.next] = message.qos2_key;
+  recent.next = (recent.next + 1) % kRecentQos2Keys;
+  return false;
 }
 
 bool Session::TakenByMoveLocked(const QueuedMessage& queued, Counters* counters) {

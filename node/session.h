@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -160,7 +161,14 @@ class Session {
 
   // Inbound QoS 2 (MQTT-4.3.3, method B): a packet id is remembered from PUBLISH until PUBREL,
   // and a PUBLISH with a remembered id is not delivered again. Returns true if `packet_id` is new.
+  // The id is written to the store only by JournalInboundQos2, once the message is routed: a
+  // stored (or replicated) id says the message reached every subscriber, so after a restart or a
+  // failover a resent PUBLISH with it is rightly dropped, and one without it is routed again.
   bool RememberInboundQos2(uint16_t packet_id);
+  void JournalInboundQos2(uint16_t packet_id);
+  // The keys of the QoS 2 messages queued here lately, oldest first (Message::qos2_key): they go
+  // with the session to its replicas and its next node, which drop resends of them.
+  std::vector<uint64_t> recent_qos2_keys() const;
   // Returns false if `packet_id` was not remembered.
   bool ForgetInboundQos2(uint16_t packet_id);
   // Inbound QoS 2 messages awaiting PUBREL: what counts against the server's Receive Maximum.
@@ -306,6 +314,18 @@ class Session {
   uint16_t last_packet_id_ ABSL_GUARDED_BY(mu_) = 0;
   // Allocated on the first inbound QoS 2 message.
   std::unique_ptr<absl::flat_hash_set<uint16_t>> inbound_qos2_ ABSL_GUARDED_BY(mu_);
+  // The qos2_keys of the last kRecentQos2Keys QoS 2 messages queued here (a ring, allocated on
+  // the first one in a cluster): a resend routed again is dropped if its key is among them.
+  static constexpr size_t kRecentQos2Keys = 2048;
+  struct RecentQos2Keys {
+    std::array<uint64_t, kRecentQos2Keys> keys{};
+    size_t next = 0;
+  };
+  std::unique_ptr<RecentQos2Keys> recent_qos2_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint64_t> RecentQos2KeysLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // True if `message` is a resend this session already has (then counted); else notes its key.
+  bool Qos2ResendSeenLocked(const Message& message, Counters* counters)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::map<std::string, SubscriptionOptions> subscriptions_ ABSL_GUARDED_BY(mu_);
   Persistence* persistence_ ABSL_GUARDED_BY(mu_);
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,9 +1,13 @@
 #include "node/worker.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <string>
 
 #include "node/broker.h"
 #include "node/connection.h"
@@ -19,6 +23,36 @@ std::atomic<uint64_t> next_connection_id{1};
 constexpr absl::Duration kTick = absl::Milliseconds(100);
 
 }  // namespace
+
+const char* DisconnectReasonName(DisconnectReason reason) {
+  switch (reason) {
+    case DisconnectReason::kClientDisconnect:
+      return "client_disconnect";
+    case DisconnectReason::kConnectionLost:
+      return "connection_lost";
+    case DisconnectReason::kKeepaliveTimeout:
+      return "keepalive_timeout";
+    case DisconnectReason::kSessionTakenOver:
+      return "session_taken_over";
+    case DisconnectReason::kProtocolError:
+      return "protocol_error";
+    case DisconnectReason::kPacketTooLarge:
+      return "packet_too_large";
+    case DisconnectReason::kServerShutdown:
+      return "server_shutdown";
+    case DisconnectReason::kNotServing:
+      return "not_serving";
+    case DisconnectReason::kClusterRefused:
+      return "cluster_forward_refused";
+    case DisconnectReason::kServerError:
+      return "server_error";
+    case DisconnectReason::kAdministrativeAction:
+      return "administrative_action";
+    case DisconnectReason::kCount:
+      break;
+  }
+  return "unknown";
+}
 
 Worker::Worker(Broker* broker, int index) : broker_(broker), index_(index) {}
 
@@ -89,6 +123,44 @@ void Worker::CloseAll(std::string reason, uint8_t disconnect_reason, bool publis
 void Worker::ResumeInput(uint64_t connection_id) {
   Post([this, connection_id] {
     if (Connection* connection = Find(connection_id)) connection->ResumeInput();
+  });
+}
+
+bool Worker::PeerAddresses(
+    std::vector<uint64_t> connection_ids,
+    std::function<void(std::vector<std::pair<uint64_t, std::string>>)> done) {
+  return Post([this, ids = std::move(connection_ids), done = std::move(done)] {
+    std::vector<std::pair<uint64_t, std::string>> addresses;
+    for (uint64_t id : ids) {
+      Connection* connection = Find(id);
+      if (connection == nullptr || connection->closing()) continue;
+      sockaddr_storage address{};
+      socklen_t length = sizeof(address);
+      char host[INET6_ADDRSTRLEN] = {};
+      std::string name = "?";
+      if (getpeername(connection->fd(), reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+        if (address.ss_family == AF_INET) {
+          const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+          inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+          name = std::string(host) + ":" + std::to_string(ntohs(v4->sin_port));
+        } else if (address.ss_family == AF_INET6) {
+          const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+          inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+          name = "[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
+        }
+      }
+      addresses.emplace_back(id, std::move(name));
+    }
+    done(std::move(addresses));
+  });
+}
+
+void Worker::CloseByAdmin(uint64_t connection_id, bool publish_will) {
+  Post([this, connection_id, publish_will] {
+    if (Connection* connection = Find(connection_id); connection && !connection->closing()) {
+      connection->Close("closed by an administrator", publish_will,
+                        codec::reason::kAdministrativeAction);
+    }
   });
 }
 

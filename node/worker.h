@@ -9,10 +9,12 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,6 +26,24 @@ namespace meshmq {
 class Broker;
 class Connection;
 
+// Why a connected client's connection ended (meshmq_disconnects_total{reason=...}).
+enum class DisconnectReason : uint8_t {
+  kClientDisconnect,  // the client sent DISCONNECT
+  kConnectionLost,    // the socket closed or failed without DISCONNECT
+  kKeepaliveTimeout,
+  kSessionTakenOver,  // a new connection with its client id, here or on another node
+  kProtocolError,     // malformed or forbidden input
+  kPacketTooLarge,
+  kServerShutdown,    // the node stopped or left the cluster
+  kNotServing,        // the node lost the cluster's majority
+  kClusterRefused,    // a peer could not take its message (--cluster_max_pending_bytes)
+  kServerError,       // the store failed
+  kAdministrativeAction,  // kicked, or its session dropped, by an administrator
+  kCount
+};
+// The label value: "client_disconnect", "connection_lost", ...
+const char* DisconnectReasonName(DisconnectReason reason);
+
 class Worker : public EventLoop::Handler {
  public:
   // Per-worker message counters: only this worker writes them, so they cost no shared cache line.
@@ -31,6 +51,17 @@ class Worker : public EventLoop::Handler {
     std::atomic<uint64_t> messages_received{0};
     std::atomic<uint64_t> messages_sent{0};
     std::atomic<uint64_t> connections{0};
+    // For metrics (node/metrics/node_metrics.h). PUBLISH packets and their payload bytes, by QoS
+    // (sent: the QoS delivered at).
+    std::atomic<uint64_t> received_by_qos[3] = {};
+    std::atomic<uint64_t> received_payload_bytes_by_qos[3] = {};
+    std::atomic<uint64_t> sent_by_qos[3] = {};
+    std::atomic<uint64_t> sent_payload_bytes_by_qos[3] = {};
+    // Every byte read from and written to client sockets.
+    std::atomic<uint64_t> bytes_read{0};
+    std::atomic<uint64_t> bytes_written{0};
+    std::atomic<uint64_t> connects{0};  // CONNECTs accepted (CONNACK sent with success)
+    std::atomic<uint64_t> disconnects[static_cast<int>(DisconnectReason::kCount)] = {};
   };
 
   Worker(Broker* broker, int index);
@@ -62,6 +93,14 @@ class Worker : public EventLoop::Handler {
   void CloseAll(std::string reason, uint8_t disconnect_reason, bool publish_wills);
   // Input of `connection_id`, paused by a held publish (ClusterHooks::HoldPublish), goes on.
   void ResumeInput(uint64_t connection_id);
+  // --- Admin (node/admin/), any thread ---
+  // The peer address (IP:PORT) of each of `connection_ids` this worker still owns, given to
+  // `done` on the worker's thread. False, and `done` is never called, once the loop has ended.
+  bool PeerAddresses(std::vector<uint64_t> connection_ids,
+                     std::function<void(std::vector<std::pair<uint64_t, std::string>>)> done);
+  // Closes `connection_id` on an administrator's request (MQTT 5: DISCONNECT 0x98), with its will
+  // if `publish_will`.
+  void CloseByAdmin(uint64_t connection_id, bool publish_will);
   bool InWorkerThread() const {
     return std::this_thread::get_id() == thread_id_.load(std::memory_order_relaxed);
   }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -720,7 +721,12 @@ void Store::WriterLoop() {
       }
       if (!s.ok()) break;
     }
-    if (s.ok()) s = db_->Write(write_options, &write);
+    if (s.ok()) {
+      const auto write_start = std::chrono::steady_clock::now();
+      s = db_->Write(write_options, &write);
+      write_latency_.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count());
+    }
     {
       std::lock_guard lock(mu_);
       if (s.ok()) {

@@ -33,6 +33,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "node/metrics/histogram.h"
 #include "proto/storage.pb.h"
 
 namespace rocksdb {
@@ -116,6 +117,9 @@ struct LoadedSession {
   // Only for a session moving between nodes (never stored): ids of the messages it received
   // lately, so the new node drops copies of them that still arrive (Session::StartMoveDedup).
   std::vector<uint64_t> recent_ids;
+  // Likewise: the qos2_keys of QoS 2 messages it received lately (Message::qos2_key), so a resend
+  // of one of them is dropped there too.
+  std::vector<uint64_t> recent_qos2_keys;
 };
 
 class Store {
@@ -172,6 +176,8 @@ class Store {
 
   uint64_t groups_written() const { return groups_written_.load(std::memory_order_relaxed); }
   uint64_t batches_written() const { return batches_written_.load(std::memory_order_relaxed); }
+  // How long each group's RocksDB write took (its fsync included under kFsync), in seconds.
+  const metrics::Histogram& write_latency() const { return write_latency_; }
 
  private:
   Store(std::string dir, Durability durability);
@@ -200,6 +206,7 @@ class Store {
   uint64_t min_free_bytes_ = 0;
   std::atomic<uint64_t> groups_written_{0};
   std::atomic<uint64_t> batches_written_{0};
+  metrics::Histogram write_latency_;  // observed by the writer thread only
   std::thread writer_;
 };
 

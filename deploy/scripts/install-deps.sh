@@ -4,7 +4,8 @@
 set -euo pipefail
 
 build_packages=(g++ cmake ninja-build pkg-config libabsl-dev libssl-dev libgtest-dev libgmock-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler librocksdb-dev)
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler librocksdb-dev
+  libcivetweb-dev)
 test_packages=(python3 python3-paho-mqtt mosquitto mosquitto-clients procps iproute2 iptables)
 
 wanted=("${build_packages[@]}")

@@ -107,7 +107,7 @@ start_broker() {
   case $name in
     meshmqd)
       mkdir -p "$dir/data"
-      cmd="$MESHMQD --mqtt_listen=127.0.0.1:$PORT --data_dir=$dir/data --max_connections=25000 --max_queued_messages=100000"
+      cmd="$MESHMQD --mqtt_listen=127.0.0.1:$PORT --http_listen=off --admin_listen= --data_dir=$dir/data --max_connections=25000 --max_queued_messages=100000"
       ;;
     mosquitto)
       cat >"$dir/mosquitto.conf" <<EOF

@@ -81,6 +81,7 @@ start_config() {
     meshmqd-single)
       PUB_PORT=$(free_port); SUB_PORT=$PUB_PORT
       "$MESHMQD" --mqtt_listen=127.0.0.1:$PUB_PORT --cluster_listen=127.0.0.1:0 --node_id=single \
+        --http_listen=off --admin_listen= \
         --data_dir="$dir/single" 2>"$dir/single.log" &
       PIDS+=($!); BROKER_PID=$!
       wait_log "$dir/single.log" "listening on mqtt" ;;
@@ -89,9 +90,11 @@ start_config() {
       local ca cb
       ca=$(free_port); cb=$(free_port)
       "$MESHMQD" --mqtt_listen=127.0.0.1:$PUB_PORT --cluster_listen=127.0.0.1:$ca --node_id=a \
+        --http_listen=off --admin_listen= \
         --peers=127.0.0.1:$cb --data_dir="$dir/a" 2>"$dir/a.log" &
       PIDS+=($!); BROKER_PID=$!
       "$MESHMQD" --mqtt_listen=127.0.0.1:$SUB_PORT --cluster_listen=127.0.0.1:$cb --node_id=b \
+        --http_listen=off --admin_listen= \
         --peers=127.0.0.1:$ca --data_dir="$dir/b" 2>"$dir/b.log" &
       PIDS+=($!)
       wait_log "$dir/a.log" "peer b up"; wait_log "$dir/b.log" "peer a up" ;;

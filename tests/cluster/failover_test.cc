@@ -309,6 +309,24 @@ TEST(FailoversTest, AnEmptyTopicIsHeldWhileAnyFailoverIsActive) {
   EXPECT_FALSE(failovers.Hold("", [] {}));
 }
 
+TEST(FailoversTest, HoldAnyHoldsWhileAnyFailoverIsUnderWay) {
+  Failovers failovers;
+  int resumed = 0;
+  EXPECT_FALSE(failovers.HoldAny([&] { ++resumed; }));  // nothing under way: not kept
+  // A node with no routes at all still holds a CONNECT: it may have owned the session.
+  failovers.Begin("n3", {}, {"n1"}, kDeadline);
+  EXPECT_TRUE(failovers.HoldAny([&] { ++resumed; }));
+  std::vector<std::function<void()>> resumes;
+  EXPECT_THAT(Poll(failovers, 0, &resumes), IsEmpty());
+  EXPECT_THAT(resumes, IsEmpty());
+  failovers.Report("n3", "n1");
+  EXPECT_THAT(Poll(failovers, 0, &resumes), ElementsAre("n3: "));
+  for (auto& resume : resumes) resume();
+  EXPECT_EQ(resumed, 1);
+  EXPECT_FALSE(failovers.HoldAny([&] { ++resumed; }));
+  EXPECT_EQ(resumed, 1);
+}
+
 TEST(FailoversTest, NothingIsHeldAfterCompletion) {
   Failovers failovers;
   failovers.Begin("n3", {"a/#"}, {"n1"}, kDeadline);

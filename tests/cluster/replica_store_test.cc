@@ -504,6 +504,62 @@ TEST_F(ReplicaStoreTest, TakeRightAfterApplySeesTheChange) {
 
 // ---- Restart and durability ----
 
+TEST_F(ReplicaStoreTest, ACopyKeepsItsOwnersClaimAcrossChangesAndARestart) {
+  ReplicaOps snapshot = Snapshot("c", {"n1", "n2"}, 3600, {"one"});
+  snapshot.set_claim(12345);
+  Apply("n1", snapshot);
+  ASSERT_TRUE(store_->Find("c").has_value());
+  EXPECT_EQ(store_->Find("c")->claim, 12345u);
+  // A change to the session record keeps it (the record is rewritten with the copy's marks).
+  storage::Batch subscribe;
+  subscribe.PutSession("c", Session(7200, {"a/#"}));
+  Apply("n1", Frame("c", subscribe));
+  Reopen();
+  ASSERT_TRUE(store_->Find("c").has_value());
+  EXPECT_EQ(store_->Find("c")->claim, 12345u);
+  // Whoever adopts the session makes its own claim: the copy's is not handed on.
+  std::optional<storage::LoadedSession> taken = store_->Take("c");
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_EQ(taken->record.replica_claim(), 0u);
+}
+
+TEST_F(ReplicaStoreTest, ASnapshotOfAnOlderClaimDoesNotReplaceTheCopy) {
+  // n3 owns the session now (claimed at 200); n2, back from a partition, still has its own
+  // older one (claimed at 100) and sends it before the claims reach it.
+  ReplicaOps live = Snapshot("c", {"n3", "n1"}, 3600, {"live"});
+  live.set_claim(200);
+  Apply("n3", live);
+  ReplicaOps stale = Snapshot("c", {"n2", "n1"}, 3600, {"stale"});
+  stale.set_claim(100);
+  Apply("n2", stale);
+  ASSERT_TRUE(store_->Find("c").has_value());
+  EXPECT_EQ(store_->Find("c")->owner, "n3");
+  // n2's changes, and its deletion of its stale session, leave n3's copy alone.
+  storage::Batch gone;
+  gone.DeleteSession("c");
+  Apply("n2", Frame("c", gone));
+  ASSERT_TRUE(store_->Find("c").has_value());
+  EXPECT_EQ(store_->Find("c")->owner, "n3");
+  // A later claim does take the copy over.
+  ReplicaOps later = Snapshot("c", {"n2", "n1"}, 3600, {"later"});
+  later.set_claim(300);
+  Apply("n2", later);
+  EXPECT_EQ(store_->Find("c")->owner, "n2");
+  EXPECT_EQ(store_->Find("c")->claim, 300u);
+}
+
+TEST_F(ReplicaStoreTest, TakeHandsOnTheQos2KeysTheSessionHadLately) {
+  // The snapshot brings the keys its owner's session had; a taken-over session drops resends of
+  // those (Message::qos2_key), and of what the copy still holds.
+  ReplicaOps snapshot = Snapshot("c", {"n1", "n2"}, 3600, {});
+  snapshot.add_recent_qos2_keys(11);
+  snapshot.add_recent_qos2_keys(12);
+  Apply("n1", snapshot);
+  std::optional<storage::LoadedSession> taken = store_->Take("c");
+  ASSERT_TRUE(taken.has_value());
+  EXPECT_THAT(taken->recent_qos2_keys, ElementsAre(11, 12));
+}
+
 TEST_F(ReplicaStoreTest, ARestartKeepsOwnersAndTakeoverOrders) {
   Apply("n1", Snapshot("a", {"n1", "n2", "n3"}, 3600, {"a1"}));
   Apply("n1", Snapshot("b", {"n1", "n3", "n2"}, 3600, {"b1"}));

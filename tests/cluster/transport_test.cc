@@ -632,13 +632,14 @@ TEST(TransportTest, TakeSessionFromPeersCollectsEveryUpPeersReply) {
   for (const TakeSessionReply& reply : replies) {
     qos2.insert(qos2.end(), reply.inbound_qos2().begin(), reply.inbound_qos2().end());
     had_session += reply.had_session() ? 1 : 0;
+    EXPECT_FALSE(reply.unanswered());
   }
   std::sort(qos2.begin(), qos2.end());
   EXPECT_THAT(qos2, ElementsAre(7, 9));
   EXPECT_EQ(had_session, 1);
 }
 
-TEST(TransportTest, TakeSessionLeavesOutAPeerThatDoesNotAnswer) {
+TEST(TransportTest, TakeSessionMarksAPeerThatDoesNotAnswer) {
   TransportConfig config = Config("a");
   config.peer_timeout = absl::Milliseconds(300);
   auto a = StartNode(config);
@@ -646,13 +647,16 @@ TEST(TransportTest, TakeSessionLeavesOutAPeerThatDoesNotAnswer) {
   b->handler.SetTakeSessionReply(TakeSessionReply(), /*defer=*/true);
   ASSERT_TRUE(WaitFor([&] { return Linked(*a, *b); }));
   absl::Notification done;
-  size_t count = 99;
+  std::vector<TakeSessionReply> replies;
   a->transport.TakeSessionFromPeers(TakeSessionRequest(), [&](std::vector<TakeSessionReply> got) {
-    count = got.size();
+    replies = std::move(got);
     done.Notify();
   });
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(kWait));
-  EXPECT_EQ(count, 0u);
+  // The caller learns that b may hold the session: it did not say it has none.
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(replies[0].unanswered());
+  EXPECT_FALSE(replies[0].had_session());
   // b answers late; nothing breaks.
   ASSERT_TRUE(WaitFor([&] { return b->handler.TakeSessionRequests() == 1; }));
   b->handler.TakeDeferredTakeSession()();

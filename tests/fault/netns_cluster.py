@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -298,10 +299,16 @@ class Node:
             log.write(("=== fault harness: start %d of %s at %.3f\n" %
                        (self.starts, self.name, time.time())).encode())
             log.flush()
-            argv = self.argv()
-            self.proc = subprocess.Popen(self.cluster.net.exec_argv(self.name, argv),
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         cwd=self.dir)
+        argv = self.argv()
+        self.proc = subprocess.Popen(self.cluster.net.exec_argv(self.name, argv),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     # Session ownership traced in the log (cluster/debug_log.h).
+                                     env=dict(os.environ, MESHMQ_CLUSTER_DEBUG="1"))
+        # Each line gets the wall time it was read at, to line the log up with the clients'
+        # histories (whose events carry time.time() too).
+        threading.Thread(target=_timestamp_lines, args=(self.proc.stdout, self.log_path),
+                         daemon=True).start()
         _wait_exec(self.proc, argv[0])
 
     def running(self):
@@ -339,6 +346,15 @@ class Node:
 
     def log_tail(self, lines=30):
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def _timestamp_lines(pipe, path):
+    """Copies a node's output to its log file, each line prefixed with the time it arrived."""
+    with open(path, "ab") as log:
+        for line in iter(pipe.readline, b""):
+            log.write(b"%.3f " % time.time() + line)
+            log.flush()
+    pipe.close()
 
 
 class ClientProcess:
@@ -589,6 +605,21 @@ class FaultCluster:
         return client
 
     # -- reports and cleanup ------------------------------------------------------------------
+
+    def dump_stacks(self):
+        """Every running node's threads' stacks to nN/stacks.txt (gdb, if installed): what a
+        node that stopped answering was stuck in."""
+        gdb = shutil.which("gdb")
+        if not gdb:
+            return
+        for node in self.nodes:
+            if not node.running():
+                continue
+            path = os.path.join(node.dir, "stacks.txt")
+            with open(path, "wb") as out:
+                subprocess.run([gdb, "-p", str(node.proc.pid), "-batch", "-ex",
+                                "thread apply all bt"], stdin=subprocess.DEVNULL, stdout=out,
+                               stderr=subprocess.STDOUT, timeout=120, check=False)
 
     def log_tails(self, lines=30):
         parts = []

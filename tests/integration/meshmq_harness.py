@@ -227,6 +227,21 @@ class Broker:
         self.listen_port = 0  # meshmqd's --mqtt_listen port; restart() keeps the previous one
 
     CLUSTER_LISTENING = re.compile(r"listening on cluster (\S+):(\d+)")
+    HTTP_LISTENING = re.compile(r"listening on http (\S+):(\d+)")
+
+    @property
+    def http_port(self):
+        """The port meshmqd said its HTTP listener (/metrics, /healthz, /readyz) is on
+        ("listening on http HOST:PORT"), None if it has not (--http_listen=off, or Mosquitto).
+        Printed before the MQTT line start() waits for, so known once start() returns."""
+        if self.stderr is None or self.kind != "meshmqd":
+            return None
+        port = None
+        for line in self.stderr.snapshot():  # the last one: a restart binds port 0 anew
+            match = self.HTTP_LISTENING.search(line)
+            if match:
+                port = int(match.group(2))
+        return port
 
     @property
     def cluster_port(self):
@@ -285,6 +300,10 @@ class Broker:
                 "--data_dir=%s" % self.data_dir, "--node_id=%s" % self.node_id]
         if "cluster_listen" not in self.flags:
             argv.append("--cluster_listen=%s:%d" % (HOST, self.cluster_listen_port))
+        if "admin_listen" not in self.flags:  # not the fixed default 9883: nodes run side by side
+            argv.append("--admin_listen=%s:0" % HOST)
+        if "http_listen" not in self.flags:  # nor the fixed default 18083 (/metrics)
+            argv.append("--http_listen=%s:0" % HOST)
         for key, value in self.flags.items():
             argv.append("--%s=%s" % (key, _flag_value(value)))
         return argv

@@ -446,8 +446,13 @@ TEST_F(SessionJournalTest, InboundQos2PacketIdsAreJournaled) {
   EXPECT_TRUE(s.RememberInboundQos2(7));
   EXPECT_TRUE(s.RememberInboundQos2(9));
   EXPECT_FALSE(s.RememberInboundQos2(7));
+  // Stored only once the message is routed (handle_publish): an id on disk means delivered.
+  s.JournalInboundQos2(7);
+  s.JournalInboundQos2(9);
+  EXPECT_TRUE(s.RememberInboundQos2(11));  // still being routed when the node stops
   EXPECT_TRUE(s.ForgetInboundQos2(7));
   EXPECT_FALSE(s.ForgetInboundQos2(7));
+  s.JournalInboundQos2(7);  // PUBREL came first: nothing to store
 
   Loaded loaded = Reload();
   ASSERT_EQ(loaded.sessions.size(), 1u);
@@ -468,6 +473,7 @@ TEST_F(SessionJournalTest, SessionWithExpiryZeroWritesNothing) {
   s.OnPuback(out[0].packet_id);
   s.OnPubrec(out[1].packet_id);
   s.RememberInboundQos2(3);
+  s.JournalInboundQos2(3);
   s.Detach(kOwnerA);
   EXPECT_EQ(store().last_ticket(), before);
 
@@ -484,11 +490,13 @@ TEST_F(SessionJournalTest, ExpiryToZeroDeletesTheSessionsRecords) {
     s.Enqueue(Queued("m2", 1), limits_, &counters_);
     Take(s, kOwnerA, 1);
     s.RememberInboundQos2(4);
+    s.JournalInboundQos2(4);
     s.set_expiry_interval(0);
     // No longer persistent: nothing more is written.
     const uint64_t after_delete = store().last_ticket();
     s.Enqueue(Queued("m3", 1), limits_, &counters_);
     s.RememberInboundQos2(5);
+    s.JournalInboundQos2(5);
     s.AddSubscription("b", Qos(1), 0, NoIndex);
     EXPECT_EQ(store().last_ticket(), after_delete);
   }
@@ -617,6 +625,7 @@ TEST_F(SessionJournalTest, StopPersistenceStopsTheWrites) {
   s.Enqueue(Queued("m1", 1), limits_, &counters_);
   s.AddSubscription("a", Qos(1), 0, NoIndex);
   s.RememberInboundQos2(1);
+  s.JournalInboundQos2(1);
   s.Detach(kOwnerA);
   EXPECT_EQ(store().last_ticket(), ticket);
   EXPECT_FALSE(s.StopPersistence());                                 // nothing to stop any more
@@ -647,7 +656,9 @@ TEST_F(SessionJournalTest, RestoreRebuildsTheSessionAndContinuesItsSeq) {
     ASSERT_EQ(out.size(), 3u);
     ASSERT_TRUE(s.OnPubrec(out[1].packet_id));
     s.RememberInboundQos2(6);
+    s.JournalInboundQos2(6);
     s.RememberInboundQos2(5);
+    s.JournalInboundQos2(5);
     s.Detach(kOwnerA);
   }
   Loaded loaded = Reload();
@@ -803,6 +814,7 @@ TEST_F(SessionStorePersistenceTest, CleanStartDeletesTheOldRecordsBeforeTheNewSe
   first.session->AddSubscription("old/#", Qos(1), 0, NoIndex);
   first.session->Enqueue(Queued("old", 1), limits_, &counters_);
   first.session->RememberInboundQos2(3);
+  first.session->JournalInboundQos2(3);
   sessions_.Detach(first.session, kOwnerA, MonotonicMillis());
 
   // Attach is all the new session writes here: its record must come after the old one's delete.
@@ -811,6 +823,7 @@ TEST_F(SessionStorePersistenceTest, CleanStartDeletesTheOldRecordsBeforeTheNewSe
   EXPECT_EQ(second.discarded, first.session);
   // The discarded session can no longer write (its owner may still be finishing up).
   first.session->RememberInboundQos2(4);
+  first.session->JournalInboundQos2(4);
   first.session->AddSubscription("late", Qos(1), 0, NoIndex);
   first.session->Enqueue(Queued("late", 1), limits_, &counters_);
 

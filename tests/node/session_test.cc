@@ -97,6 +97,41 @@ TEST(SessionTest, OfflineSessionKeepsQos1And2ButNotQos0) {
   EXPECT_FALSE(out[0].dup);
 }
 
+QueuedMessage Qos2WithKey(const std::string& payload, uint64_t key, bool resent) {
+  auto message = std::make_shared<Message>();
+  message->topic = "t";
+  message->payload = payload;
+  message->qos = 2;
+  message->qos2_key = key;
+  message->resent = resent;
+  QueuedMessage queued;
+  queued.message = std::move(message);
+  queued.qos = 2;
+  return queued;
+}
+
+TEST(SessionTest, AQos2ResendRoutedAgainIsDroppedWhereTheFirstTryArrived) {
+  Session s("c", kPersistent);
+  Counters counters;
+  const Session::Limits limits{100, 20};
+  s.Enqueue(Qos2WithKey("first try", 77, false), limits, &counters);
+  s.Enqueue(Qos2WithKey("resend", 77, true), limits, &counters);       // dropped
+  s.Enqueue(Qos2WithKey("other resend", 78, true), limits, &counters);  // never had it: kept
+  s.Enqueue(Qos2WithKey("same key, not a resend", 77, false), limits, &counters);
+  EXPECT_EQ(s.queued_count(), 3u);
+  EXPECT_EQ(counters.qos2_resends_dropped.value(), 1u);
+
+  // The keys go along when the session moves: the new node drops the resend too.
+  storage::LoadedSession exported = s.ExportAndForwardTo([](const QueuedMessage&) {});
+  EXPECT_EQ(exported.recent_qos2_keys, (std::vector<uint64_t>{77, 78, 77}));
+  Session moved("c", kPersistent);
+  moved.Restore(exported);
+  moved.Enqueue(Qos2WithKey("resend after the move", 77, true), limits, &counters);
+  moved.Enqueue(Qos2WithKey("new", 79, true), limits, &counters);
+  EXPECT_EQ(moved.queued_count(), 4u);  // the three it brought, and "new"
+  EXPECT_EQ(counters.qos2_resends_dropped.value(), 2u);
+}
+
 TEST(SessionTest, EnqueueWakesTheOwnerOnceUntilItDrains) {
   Session s("c", kCleanSession);
   Counters counters;
