@@ -42,6 +42,19 @@ std::vector<std::shared_ptr<meshmq::Session>> SortedSessions(Broker* broker) {
   return sessions;
 }
 
+void FillSubscription(const std::string& node_id, const std::string& client_id,
+                      const std::string& filter, const SubscriptionOptions& options,
+                      Subscription* out) {
+  out->set_node_id(node_id);
+  out->set_client_id(client_id);
+  out->set_filter(filter);
+  out->set_qos(options.qos);
+  out->set_no_local(options.no_local);
+  out->set_retain_as_published(options.retain_as_published);
+  out->set_retain_handling(options.retain_handling);
+  out->set_subscription_id(options.subscription_id);
+}
+
 std::string HostOf(const std::string& address) {
   return address.substr(0, address.rfind(':'));
 }
@@ -223,15 +236,8 @@ SessionsReply LocalAdmin::Sessions(const SessionsRequest& request) const {
     out->set_subscription_count(static_cast<uint32_t>(subscriptions.size()));
     if (!one) continue;
     for (const auto& [filter, options] : subscriptions) {
-      Subscription* sub = out->add_subscriptions();
-      sub->set_node_id(node_id());
-      sub->set_client_id(session->client_id());
-      sub->set_filter(filter);
-      sub->set_qos(options.qos);
-      sub->set_no_local(options.no_local);
-      sub->set_retain_as_published(options.retain_as_published);
-      sub->set_retain_handling(options.retain_handling);
-      sub->set_subscription_id(options.subscription_id);
+      FillSubscription(node_id(), session->client_id(), filter, options,
+                       out->add_subscriptions());
     }
   }
   return reply;
@@ -264,15 +270,8 @@ absl::StatusOr<SubscriptionsReply> LocalAdmin::Subscriptions(
     for (const auto& [filter, options] : session->subscriptions()) {
       if (by_topic && !TopicMatches(RoutedFilter(filter, nullptr), topic)) continue;
       if (!topic.empty() && !by_topic && filter != topic) continue;
-      Subscription* sub = reply.add_subscriptions();
-      sub->set_node_id(node_id());
-      sub->set_client_id(session->client_id());
-      sub->set_filter(filter);
-      sub->set_qos(options.qos);
-      sub->set_no_local(options.no_local);
-      sub->set_retain_as_published(options.retain_as_published);
-      sub->set_retain_handling(options.retain_handling);
-      sub->set_subscription_id(options.subscription_id);
+      FillSubscription(node_id(), session->client_id(), filter, options,
+                       reply.add_subscriptions());
     }
   }
   return reply;
