@@ -133,19 +133,18 @@ void Connection::ResumeInput() {
 }
 
 void Connection::OnReadable() {
-  // On the heap: a static thread_local array would be carved out of every thread's stack,
-  // civetweb's 100 KiB ones (node/http) included, where 64 KiB does not fit.
-  thread_local const std::unique_ptr<char[]> buffer(new char[kReadChunk]);
+  // The worker's (one per thread): a static thread_local array would be carved out of every
+  // thread's stack, civetweb's 100 KiB ones (node/http) included, where 64 KiB does not fit.
+  char* const buffer = worker_->read_buffer(kReadChunk);
   size_t total = 0;
   while (state_ != State::kClosing && !pending_connect_ && !input_held_ &&
          total < kMaxReadPerIteration) {
-    ssize_t n = read(fd_, buffer.get(), kReadChunk);
+    ssize_t n = read(fd_, buffer, kReadChunk);
     if (n > 0) {
       total += static_cast<size_t>(n);
-      worker_->mutable_stats().bytes_read.fetch_add(static_cast<uint64_t>(n),
-                                                    std::memory_order_relaxed);
+      Worker::Stats::Add(worker_->mutable_stats().bytes_read, static_cast<uint64_t>(n));
       last_received_ms_ = MonotonicMillis();
-      std::string_view data(buffer.get(), static_cast<size_t>(n));
+      std::string_view data(buffer, static_cast<size_t>(n));
       if (in_.empty()) {
         // Usual case: packets are parsed straight from the read buffer, and only a trailing
         // partial packet is copied aside.
@@ -481,10 +480,9 @@ void Connection::WriteOutgoing(const Outgoing& outgoing) {
                          outgoing.packet_id, m.properties.get(), extra_properties, version_, &out_);
   }
   Worker::Stats& stats = worker_->mutable_stats();
-  stats.messages_sent.fetch_add(1, std::memory_order_relaxed);
-  stats.sent_by_qos[queued.qos].fetch_add(1, std::memory_order_relaxed);
-  stats.sent_payload_bytes_by_qos[queued.qos].fetch_add(m.payload.size(),
-                                                        std::memory_order_relaxed);
+  Worker::Stats::Add(stats.messages_sent, 1);
+  Worker::Stats::Add(stats.sent_by_qos[queued.qos], 1);
+  Worker::Stats::Add(stats.sent_payload_bytes_by_qos[queued.qos], m.payload.size());
   ScheduleWrite();
 }
 
@@ -518,8 +516,7 @@ void Connection::FlushOutput() {
     ssize_t n = send(fd_, out_.data() + out_offset_, limit - out_offset_, MSG_NOSIGNAL);
     if (n > 0) {
       out_offset_ += static_cast<size_t>(n);
-      worker_->mutable_stats().bytes_written.fetch_add(static_cast<uint64_t>(n),
-                                                       std::memory_order_relaxed);
+      Worker::Stats::Add(worker_->mutable_stats().bytes_written, static_cast<uint64_t>(n));
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

@@ -89,10 +89,9 @@ void Connection::HandlePublish(codec::Publish& publish) {
     return;
   }
   Worker::Stats& stats = worker_->mutable_stats();
-  stats.messages_received.fetch_add(1, std::memory_order_relaxed);
-  stats.received_by_qos[publish.qos].fetch_add(1, std::memory_order_relaxed);
-  stats.received_payload_bytes_by_qos[publish.qos].fetch_add(publish.payload.size(),
-                                                             std::memory_order_relaxed);
+  Worker::Stats::Add(stats.messages_received, 1);
+  Worker::Stats::Add(stats.received_by_qos[publish.qos], 1);
+  Worker::Stats::Add(stats.received_payload_bytes_by_qos[publish.qos], publish.payload.size());
 
   uint8_t reason_code = codec::reason::kSuccess;
   std::string_view why;

@@ -47,7 +47,7 @@ const char* DisconnectReasonName(DisconnectReason reason);
 class Worker : public EventLoop::Handler {
  public:
   // Per-worker message counters: only this worker writes them, so they cost no shared cache line.
-  struct Stats {
+  struct alignas(64) Stats {
     std::atomic<uint64_t> messages_received{0};
     std::atomic<uint64_t> messages_sent{0};
     std::atomic<uint64_t> connections{0};
@@ -62,6 +62,13 @@ class Worker : public EventLoop::Handler {
     std::atomic<uint64_t> bytes_written{0};
     std::atomic<uint64_t> connects{0};  // CONNECTs accepted (CONNACK sent with success)
     std::atomic<uint64_t> disconnects[static_cast<int>(DisconnectReason::kCount)] = {};
+
+    // Adds `n` to a counter that only this worker's thread writes: a relaxed load and store, not
+    // a locked read-modify-write (that, several times per message, cost over a fifth of the
+    // QoS 0 fan-in rate). Readers on other threads see a value at most a little behind.
+    static void Add(std::atomic<uint64_t>& counter, uint64_t n) {
+      counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
   };
 
   Worker(Broker* broker, int index);
@@ -70,6 +77,11 @@ class Worker : public EventLoop::Handler {
   int index() const { return index_; }
   const Stats& stats() const { return stats_; }
   Stats& mutable_stats() { return stats_; }
+  // A scratch buffer of at least `size` bytes for socket reads, this worker's thread only.
+  char* read_buffer(size_t size) {
+    if (read_buffer_.size() < size) read_buffer_.resize(size);
+    return read_buffer_.data();
+  }
 
   // --- Any thread ---
   void Start();
@@ -137,7 +149,10 @@ class Worker : public EventLoop::Handler {
   EventLoop loop_;
   std::thread thread_;
   std::atomic<std::thread::id> thread_id_;  // read by publishers on other workers
-  Stats stats_;
+  // On cache lines of its own: the owning thread writes it per message, while other threads
+  // post to this worker (its queue lives next to it).
+  alignas(64) Stats stats_;
+  std::vector<char> read_buffer_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<uint64_t> flush_requests_;
   std::vector<uint64_t> to_write_;
