@@ -16,6 +16,7 @@ struct Message {
   std::string payload;
   uint8_t qos = 0;      // the QoS it was published with; delivery uses min(this, granted)
   bool retain = false;  // the publisher's retain flag
+  bool resent = false;  // see qos2_key below (here, it fits in the padding)
   // When the message expires (MonotonicMillis() clock), 0 if it never does (MQTT 5 Message
   // Expiry Interval, section 3.3.2.3.3): copies not yet on their way to a subscriber are dropped
   // after it, and those sent carry the time left.
@@ -33,7 +34,6 @@ struct Message {
   // not known to have reached every node (a peer refused it, or the publisher's node died):
   // sessions that got the first try drop it (MQTT 4.3.3: QoS 2 is delivered exactly once).
   uint64_t qos2_key = 0;
-  bool resent = false;
 
   bool expired(int64_t now_ms) const { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
   // The Message Expiry Interval to send at `now_ms`: what is left, rounded up to whole seconds.
@@ -42,6 +42,11 @@ struct Message {
     return left_ms <= 0 ? 0 : static_cast<uint32_t>((left_ms + 999) / 1000);
   }
 };
+
+// Every publish allocates one (with make_shared's control block, in one chunk). One size class
+// more in glibc's malloc cost 18% of the QoS 0 fan-in rate (tests/bench/RESULTS.md, 2026-11-26):
+// think twice before growing it.
+static_assert(sizeof(Message) <= 104, "Message grew into a larger malloc size class");
 
 using MessagePtr = std::shared_ptr<const Message>;
 
