@@ -42,6 +42,17 @@ std::vector<std::shared_ptr<meshmq::Session>> SortedSessions(Broker* broker) {
   return sessions;
 }
 
+// The session of `client_id` (none if it has none here), or every session if it is empty.
+std::vector<std::shared_ptr<meshmq::Session>> SessionsFor(Broker* broker,
+                                                         const std::string& client_id) {
+  if (client_id.empty()) return SortedSessions(broker);
+  std::vector<std::shared_ptr<meshmq::Session>> sessions;
+  if (std::shared_ptr<meshmq::Session> session = broker->sessions().Find(client_id)) {
+    sessions.push_back(std::move(session));
+  }
+  return sessions;
+}
+
 void FillSubscription(const std::string& node_id, const std::string& client_id,
                       const std::string& filter, const SubscriptionOptions& options,
                       Subscription* out) {
@@ -120,14 +131,8 @@ void LocalAdmin::Clients(const ClientsRequest& request,
     uint64_t connection_id = 0;
   };
   std::map<Worker*, std::vector<Pending>> by_worker;
-  std::vector<std::shared_ptr<meshmq::Session>> sessions;
-  if (!request.client_id().empty()) {
-    if (std::shared_ptr<meshmq::Session> session = broker_->sessions().Find(request.client_id())) {
-      sessions.push_back(std::move(session));
-    }
-  } else {
-    sessions = SortedSessions(broker_);
-  }
+  const std::vector<std::shared_ptr<meshmq::Session>> sessions =
+      SessionsFor(broker_, request.client_id());
   for (const std::shared_ptr<meshmq::Session>& session : sessions) {
     std::optional<SessionOwner> owner = session->current_owner();
     if (!owner || owner->worker == nullptr) continue;
@@ -258,14 +263,8 @@ absl::StatusOr<SubscriptionsReply> LocalAdmin::Subscriptions(
     return absl::InvalidArgumentError(absl::StrCat("not a topic or filter: '", topic, "'"));
   }
   SubscriptionsReply reply;
-  std::vector<std::shared_ptr<meshmq::Session>> sessions;
-  if (!request.client_id().empty()) {
-    if (std::shared_ptr<meshmq::Session> session = broker_->sessions().Find(request.client_id())) {
-      sessions.push_back(std::move(session));
-    }
-  } else {
-    sessions = SortedSessions(broker_);
-  }
+  const std::vector<std::shared_ptr<meshmq::Session>> sessions =
+      SessionsFor(broker_, request.client_id());
   for (const std::shared_ptr<meshmq::Session>& session : sessions) {
     for (const auto& [filter, options] : session->subscriptions()) {
       if (by_topic && !TopicMatches(RoutedFilter(filter, nullptr), topic)) continue;
