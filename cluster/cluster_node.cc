@@ -1354,6 +1354,48 @@ std::vector<std::string> ClusterNode::Members() const {
   return membership_->members();
 }
 
+absl::Status ClusterNode::ForgetMember(const std::string& node, bool* was_member) {
+  *was_member = false;
+  if (node == node_id_) {
+    return absl::FailedPreconditionError(absl::StrCat(node, " is the node asked: drain it"));
+  }
+  if (membership_ == nullptr) return absl::FailedPreconditionError("the cluster is not started");
+  auto up_here = [&] {
+    return absl::FailedPreconditionError(absl::StrCat("node ", node, " is up on ", node_id_));
+  };
+  if (IsUp(node)) return up_here();
+  *was_member = membership_->Remove(node);
+  // Gone for good, as after Leaving (a node never heard of gets no state).
+  bool marked = false;
+  {
+    absl::MutexLock lock(&loss_mu_);
+    auto it = losses_.find(node);
+    if (*was_member || it != losses_.end()) {
+      LossState& loss = it != losses_.end() ? it->second : losses_[node];
+      marked = !loss.left;
+      loss.left = true;
+    }
+  }
+  if (IsUp(node)) {
+    // It came back meanwhile: it stays a member (its link coming up added it, or will).
+    if (*was_member) membership_->Add(node);
+    if (marked) {
+      absl::MutexLock lock(&loss_mu_);
+      losses_[node].left = false;
+    }
+    *was_member = false;
+    return up_here();
+  }
+  if (*was_member) {
+    std::fprintf(stderr, "meshmqd: cluster: forgot member %s (removed by an operator)\n",
+                 node.c_str());
+  }
+  replicator_.MembersChanged();
+  absl::MutexLock lock(&maintenance_mu_);
+  wake_ = true;
+  return absl::OkStatus();
+}
+
 // --- Metrics (read-only) ---------------------------------------------------------------------
 
 std::vector<ClusterNode::PeerMetric> ClusterNode::PeerMetrics() const {

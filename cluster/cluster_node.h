@@ -87,6 +87,13 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   std::vector<PeerView> Peers();
   // The members this node counts for its quorum, itself included.
   std::vector<std::string> Members() const;
+  // Force-leave (`meshmqctl cluster leave NODE` for a node that is down): forgets `node` as a
+  // member, in the members file too, so it no longer counts for the quorum, and takes it for
+  // gone as if it had left: copies of its sessions kept here are taken over. Should it come back,
+  // it joins as a new member, and its stale sessions lose to the later claims of whoever took
+  // them over (as for any node that returns). FailedPrecondition if `node` is up here or is this
+  // node. `was_member`: whether this node counted it.
+  absl::Status ForgetMember(const std::string& node, bool* was_member);
 
   // --- Metrics (node/metrics/): read-only views, any thread; they change nothing ---
   struct PeerMetric {

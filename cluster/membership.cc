@@ -10,6 +10,8 @@
 #include <fstream>
 #include <utility>
 
+#include "node/log.h"
+
 namespace meshmq::cluster {
 
 Membership::Membership(std::string self, std::string path)
@@ -68,8 +70,8 @@ void Membership::SaveLocked() {
                        ::fsync(fd) == 0;
   if (fd >= 0) ::close(fd);
   if (!written || std::rename(temporary.c_str(), path_.c_str()) != 0) {
-    std::fprintf(stderr, "meshmqd: cluster: cannot write %s: %s\n", path_.c_str(),
-                 std::strerror(errno));
+    Log(LogLevel::kError, "meshmqd: cluster: cannot write %s: %s", path_.c_str(),
+        std::strerror(errno));
     return;
   }
   const std::string dir = std::filesystem::path(path_).parent_path().string();

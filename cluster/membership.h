@@ -1,7 +1,9 @@
 // Which nodes make up the cluster, for the partition policy (cluster/README.md): this node and
-// every node it has been linked with, minus nodes that left gracefully. Kept in a file (one node
-// id per line, replaced atomically), so a node that restarts remembers the cluster it belongs to
-// and does not serve on its own before it has heard from most of it.
+// every node it has been linked with, minus nodes that left gracefully and nodes an operator
+// removed while they were down (`meshmqctl cluster leave` of a dead node). Kept in a file (one
+// node id per line, replaced atomically), so a node that restarts remembers the cluster it
+// belongs to and does not serve on its own before it has heard from most of it, and a removed
+// node stays removed. A removed node that links up again is added again, as a new member.
 //
 // THREADING: thread-safe.
 #ifndef MESHMQ_CLUSTER_MEMBERSHIP_H_
@@ -23,6 +25,7 @@ class Membership {
 
   // True if `node` was not a member yet.
   bool Add(const std::string& node);
+  // True if `node` was a member (this node never is removed). Written to the file at once.
   bool Remove(const std::string& node);
   std::vector<std::string> members() const;
 

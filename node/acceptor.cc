@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
+#include "node/log.h"
 #include "node/worker.h"
 
 namespace meshmq {
@@ -123,7 +124,7 @@ void Acceptor::OnIo(uint64_t token, uint32_t events) {
         if (shed >= 0) close(shed);
         reserve_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
         broker_->counters().connections_refused_max.Increment();
-        std::fprintf(stderr, "meshmqd: out of file descriptors, connection refused\n");
+        Log(LogLevel::kWarning, "meshmqd: out of file descriptors, connection refused");
         continue;
       }
       break;  // EAGAIN: nothing more pending

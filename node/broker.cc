@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "node/acceptor.h"
 #include "node/event_loop.h"
+#include "node/log.h"
 #include "node/persistence.h"
 #include "node/worker.h"
 #include "storage/store.h"
@@ -98,8 +99,8 @@ absl::Status Broker::Start() {
       // Every group after a failed write is refused too: nothing more becomes durable, and
       // connections waiting on the store are closed without their acks (Worker::OnDurable).
       if (counters_.store_errors.value() == 0) {
-        std::fprintf(stderr, "meshmqd: store failed, acknowledgements withheld: %s\n",
-                     std::string(status.message()).c_str());
+        Log(LogLevel::kError, "meshmqd: store failed, acknowledgements withheld: %s",
+            std::string(status.message()).c_str());
       }
       counters_.store_errors.Increment();
     } else if (store_wrote) {
@@ -675,43 +676,44 @@ uint64_t Broker::connected_clients() const {
   return connects > disconnects ? connects - disconnects : 0;
 }
 
+Broker::SysStats Broker::sys_stats() const {
+  SysStats stats;
+  for (const auto& worker : workers_) {
+    const Worker::Stats& counts = worker->stats();
+    stats.messages_received += counts.messages_received.load(std::memory_order_relaxed);
+    stats.messages_sent += counts.messages_sent.load(std::memory_order_relaxed);
+    stats.bytes_received += counts.bytes_read.load(std::memory_order_relaxed);
+    stats.bytes_sent += counts.bytes_written.load(std::memory_order_relaxed);
+  }
+  stats.clients_connected = connected_clients();
+  // Every connected client has a session; the others are persistent sessions kept offline.
+  stats.clients_total = std::max<uint64_t>(sessions_.size(), stats.clients_connected);
+  stats.subscriptions = subscriptions_.size() +
+                        static_cast<uint64_t>(std::max<int64_t>(shared_subscription_count(), 0));
+  stats.retained = retained_.size();
+  return stats;
+}
+
 // $SYS topics, retained, every --sys_interval: Mosquitto's names under $SYS/broker/ (this node),
 // and the same under $SYS/brokers/<node id>/ (EMQX's layout), which stays unambiguous when
-// several nodes' values are collected in one place.
-// TODO(issue 7): cluster-wide totals ($SYS/cluster/...) need the peers' values, and the
-// heartbeat carries only membership (proto/cluster.proto); they wait for a stats frame or
-// admin RPC. $SYS topics are not forwarded to peers either (Broker::Publish): each node's
-// copies are seen by that node's subscribers; /metrics of every node is the cluster-wide view.
+// several nodes' values are collected in one place. $SYS topics are not forwarded to peers
+// (Broker::Publish): each node's copies are seen by that node's subscribers. The cluster-wide
+// totals under $SYS/cluster/ need the peers' values: node/admin/sys_totals.h asks for them on
+// its own thread and publishes those.
 void Broker::PublishSysTopics() {
-  uint64_t received = 0;
-  uint64_t sent = 0;
-  uint64_t bytes_received = 0;
-  uint64_t bytes_sent = 0;
-  for (const auto& worker : workers_) {
-    const Worker::Stats& stats = worker->stats();
-    received += stats.messages_received.load(std::memory_order_relaxed);
-    sent += stats.messages_sent.load(std::memory_order_relaxed);
-    bytes_received += stats.bytes_read.load(std::memory_order_relaxed);
-    bytes_sent += stats.bytes_written.load(std::memory_order_relaxed);
-  }
-  const uint64_t connected = connected_clients();
-  // Every connected client has a session; the others are persistent sessions kept offline.
-  const uint64_t total = std::max<uint64_t>(sessions_.size(), connected);
-  const uint64_t subscriptions =
-      subscriptions_.size() +
-      static_cast<uint64_t>(std::max<int64_t>(shared_subscription_count(), 0));
+  const SysStats stats = sys_stats();
   std::vector<std::pair<std::string, std::string>> values = {
       {"version", kVersion},
       {"uptime", absl::StrCat(absl::ToInt64Seconds(absl::Now() - started_at_), " seconds")},
-      {"clients/connected", absl::StrCat(connected)},
-      {"clients/disconnected", absl::StrCat(total - connected)},
-      {"clients/total", absl::StrCat(total)},
-      {"messages/received", absl::StrCat(received)},
-      {"messages/sent", absl::StrCat(sent)},
-      {"bytes/received", absl::StrCat(bytes_received)},
-      {"bytes/sent", absl::StrCat(bytes_sent)},
-      {"retained messages/count", absl::StrCat(retained_.size())},
-      {"subscriptions/count", absl::StrCat(subscriptions)},
+      {"clients/connected", absl::StrCat(stats.clients_connected)},
+      {"clients/disconnected", absl::StrCat(stats.clients_total - stats.clients_connected)},
+      {"clients/total", absl::StrCat(stats.clients_total)},
+      {"messages/received", absl::StrCat(stats.messages_received)},
+      {"messages/sent", absl::StrCat(stats.messages_sent)},
+      {"bytes/received", absl::StrCat(stats.bytes_received)},
+      {"bytes/sent", absl::StrCat(stats.bytes_sent)},
+      {"retained messages/count", absl::StrCat(stats.retained)},
+      {"subscriptions/count", absl::StrCat(stats.subscriptions)},
   };
   counters_.ForEach([&](const char* name, uint64_t value) {
     values.emplace_back(absl::StrCat("counters/", name), absl::StrCat(value));

@@ -109,6 +109,18 @@ class Broker {
   uint64_t connected_clients() const;
   // "meshmq X.Y.Z", as in $SYS/broker/version.
   static const char* version();
+  // The counts $SYS/broker/ reports; summed over the nodes under $SYS/cluster/ (node/admin/).
+  struct SysStats {
+    uint64_t clients_connected = 0;
+    uint64_t clients_total = 0;  // connected clients and persistent sessions kept offline
+    uint64_t messages_received = 0;
+    uint64_t messages_sent = 0;
+    uint64_t bytes_received = 0;
+    uint64_t bytes_sent = 0;
+    uint64_t subscriptions = 0;  // shared memberships included
+    uint64_t retained = 0;
+  };
+  SysStats sys_stats() const;
 
   // Routes `message` to every matching subscription and, if it is retained, stores it
   // (MQTT-3.3.1-5). `origin` is the publisher's session, for No Local (MQTT 5 3.8.3.1), or null.

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/event_loop.h"
+#include "node/log.h"
 #include "node/persistence.h"
 #include "node/worker.h"
 #include "storage/store.h"
@@ -220,9 +221,9 @@ void Connection::LogRejection(std::string_view what) {
     logged_in_window = 0;
   }
   if (++logged_in_window > kMaxRejectionLogsPerSecond) return;
-  std::fprintf(stderr, "meshmqd: closing %s (%s): %.*s\n",
-               session_ ? client_id().c_str() : "connection before CONNECT", PeerName().c_str(),
-               static_cast<int>(what.size()), what.data());
+  Log(LogLevel::kInfo, "meshmqd: closing %s (%s): %.*s",
+      session_ ? client_id().c_str() : "connection before CONNECT", PeerName().c_str(),
+      static_cast<int>(what.size()), what.data());
 }
 
 void Connection::HandlePacket(uint8_t first_byte, std::string_view body) {
@@ -645,10 +646,10 @@ void Connection::Close(std::string_view reason, bool publish_will, int disconnec
   if (will_copied_ && session_ && broker_->cluster() != nullptr) {
     broker_->cluster()->WillChanged(client_id(), nullptr, 0);
   }
-  if (broker_->config().log_connections) {
-    std::fprintf(stderr, "meshmqd: %s (%s) disconnected: %.*s\n",
-                 session_ ? client_id().c_str() : "-", PeerName().c_str(),
-                 static_cast<int>(reason.size()), reason.data());
+  if (broker_->config().log_connections && LogEnabled(LogLevel::kInfo)) {
+    Log(LogLevel::kInfo, "meshmqd: %s (%s) disconnected: %.*s",
+        session_ ? client_id().c_str() : "-", PeerName().c_str(),
+        static_cast<int>(reason.size()), reason.data());
   }
   if (session_) {
     // Shared-subscription messages this member did not acknowledge go to another member

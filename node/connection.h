@@ -41,6 +41,10 @@ class Connection {
   int fd() const { return fd_; }
   bool closing() const { return state_ == State::kClosing; }
   bool over_quota() const { return over_quota_; }
+  // The MQTT version and the keepalive in force (after --max_keepalive), for the admin's client
+  // list; meaningful once CONNECT was accepted.
+  codec::ProtocolVersion version() const { return version_; }
+  uint16_t keep_alive() const { return keep_alive_; }
 
   void OnReadable();
   void OnWritable();

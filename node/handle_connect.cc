@@ -29,6 +29,7 @@
 #include "node/broker.h"
 #include "node/cluster_hooks.h"
 #include "node/connection.h"
+#include "node/log.h"
 #include "node/persistence.h"
 #include "node/topic.h"
 #include "node/worker.h"
@@ -287,12 +288,12 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   for (const Outgoing& outgoing : session_->InflightForResend()) WriteOutgoing(outgoing);
   DeliverPending();
 
-  if (config.log_connections) {
-    std::fprintf(stderr,
-                 "meshmqd: %s connected from %s (MQTT %s, clean start %d, session expiry %u, "
-                 "keepalive %u)\n",
-                 client_id().c_str(), PeerName().c_str(), v5() ? "5" : "3.1.1",
-                 static_cast<int>(connect.clean_session), expiry, keep_alive_);
+  if (config.log_connections && LogEnabled(LogLevel::kInfo)) {
+    Log(LogLevel::kInfo,
+        "meshmqd: %s connected from %s (MQTT %s, clean start %d, session expiry %u, "
+        "keepalive %u)",
+        client_id().c_str(), PeerName().c_str(), v5() ? "5" : "3.1.1",
+        static_cast<int>(connect.clean_session), expiry, keep_alive_);
   }
 }
 

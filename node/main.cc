@@ -30,6 +30,7 @@
 #include "node/broker.h"
 #include "node/codec/packet.h"
 #include "node/http/http_server.h"
+#include "node/log.h"
 #include "node/metrics/exposition.h"
 #include "node/metrics/node_metrics.h"
 #include "node/passwd_command.h"
@@ -172,6 +173,9 @@ meshmq::BrokerConfig ConfigFromFlags() {
 
 }  // namespace
 
+using meshmq::Log;
+using meshmq::LogLevel;
+
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "passwd") == 0) {
     return meshmq::RunPasswdCommand(std::vector<std::string>(argv + 2, argv + argc));
@@ -188,33 +192,32 @@ int main(int argc, char** argv) {
       "meshmq node.\n  meshmqd [--flags]\n  meshmqd passwd [-c] [-b] [-D] FILE USER [PASSWORD]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
-    std::fprintf(stderr, "meshmqd: unexpected argument '%s' (see --help)\n", rest[1]);
+    Log(LogLevel::kError, "meshmqd: unexpected argument '%s' (see --help)", rest[1]);
     return 2;
   }
   meshmq::BrokerConfig config = ConfigFromFlags();
   if (config.max_inflight == 0 || config.max_inflight > 65535) {
-    std::fprintf(stderr, "meshmqd: --max_inflight must be between 1 and 65535\n");
+    Log(LogLevel::kError, "meshmqd: --max_inflight must be between 1 and 65535");
     return 2;
   }
   if (absl::GetFlag(FLAGS_max_qos) > 2 || absl::GetFlag(FLAGS_max_topic_alias) > 65535 ||
       absl::GetFlag(FLAGS_max_keepalive) > 65535) {
-    std::fprintf(stderr,
-                 "meshmqd: --max_qos must be 0..2, --max_topic_alias and --max_keepalive "
-                 "0..65535\n");
+    Log(LogLevel::kError,
+        "meshmqd: --max_qos must be 0..2, --max_topic_alias and --max_keepalive 0..65535");
     return 2;
   }
   if (const std::string durability = absl::GetFlag(FLAGS_durability);
       durability != "process" && durability != "fsync") {
-    std::fprintf(stderr, "meshmqd: --durability must be 'process' or 'fsync', not '%s'\n",
-                 durability.c_str());
+    Log(LogLevel::kError, "meshmqd: --durability must be 'process' or 'fsync', not '%s'",
+        durability.c_str());
     return 2;
   }
   if (absl::GetFlag(FLAGS_session_expiry) <= absl::ZeroDuration()) {
-    std::fprintf(stderr, "meshmqd: --session_expiry must be positive ('inf': never)\n");
+    Log(LogLevel::kError, "meshmqd: --session_expiry must be positive ('inf': never)");
     return 2;
   }
   if (config.max_packet_size < 2) {
-    std::fprintf(stderr, "meshmqd: --max_packet_size must be at least 2\n");
+    Log(LogLevel::kError, "meshmqd: --max_packet_size must be at least 2");
     return 2;
   }
   RaiseFileLimit();
@@ -242,7 +245,7 @@ int main(int argc, char** argv) {
   // node drain / cluster leave: the SIGTERM path below.
   admin_options.on_drain = [] { kill(getpid(), SIGTERM); };
   if (absl::Status status = meshmq::admin::CheckAdminOptions(admin_options); !status.ok()) {
-    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    Log(LogLevel::kError, "meshmqd: %s", std::string(status.message()).c_str());
     return 2;
   }
   // Before the cluster: its listener serves the admin's AdminPeer until it stops.
@@ -262,7 +265,7 @@ int main(int argc, char** argv) {
     cluster_config.max_pending_bytes = absl::GetFlag(FLAGS_cluster_max_pending_bytes);
     const int replication_factor = absl::GetFlag(FLAGS_replication_factor);
     if (replication_factor < 1) {
-      std::fprintf(stderr, "meshmqd: --replication_factor must be at least 1\n");
+      Log(LogLevel::kError, "meshmqd: --replication_factor must be at least 1");
       return 2;
     }
     cluster = std::make_unique<meshmq::cluster::ClusterNode>(&broker, std::move(cluster_config),
@@ -271,18 +274,18 @@ int main(int argc, char** argv) {
   }
   admin = std::make_unique<meshmq::admin::Admin>(&broker, cluster.get(), admin_options);
   if (absl::Status status = broker.Start(); !status.ok()) {
-    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    Log(LogLevel::kError, "meshmqd: %s", std::string(status.message()).c_str());
     return 1;
   }
   if (cluster != nullptr) {
     if (absl::Status status = cluster->Start(); !status.ok()) {
-      std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+      Log(LogLevel::kError, "meshmqd: %s", std::string(status.message()).c_str());
       broker.Stop();
       return 1;
     }
   }
   if (absl::Status status = admin->Start(); !status.ok()) {
-    std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+    Log(LogLevel::kError, "meshmqd: %s", std::string(status.message()).c_str());
     broker.Stop();
     return 1;
   }
@@ -312,41 +315,42 @@ int main(int argc, char** argv) {
       return Response{200, "text/plain; charset=utf-8", "ok\n"};
     });
     if (absl::Status status = http.Start(http_listen); !status.ok()) {
-      std::fprintf(stderr, "meshmqd: %s\n", std::string(status.message()).c_str());
+      Log(LogLevel::kError, "meshmqd: %s", std::string(status.message()).c_str());
       broker.Stop();
       return 1;
     }
   }
   std::string host = config.mqtt_listen.substr(0, config.mqtt_listen.rfind(':'));
-  std::fprintf(stderr, "meshmqd: node %s, %zu workers, data in %s\n", config.node_id.c_str(),
-               broker.workers().size(), config.data_dir.c_str());
+  Log(LogLevel::kInfo, "meshmqd: node %s, %zu workers, data in %s", config.node_id.c_str(),
+      broker.workers().size(), config.data_dir.c_str());
   if (cluster != nullptr) {
     const std::string& listen = absl::GetFlag(FLAGS_cluster_listen);
-    std::fprintf(stderr, "meshmqd: listening on cluster %s:%d\n",
-                 listen.substr(0, listen.rfind(':')).c_str(), cluster->port());
+    Log(LogLevel::kInfo, "meshmqd: listening on cluster %s:%d",
+        listen.substr(0, listen.rfind(':')).c_str(), cluster->port());
   }
   if (admin->port() != 0) {
-    std::fprintf(stderr, "meshmqd: listening on admin %s\n", admin->address().c_str());
+    Log(LogLevel::kInfo, "meshmqd: listening on admin %s", admin->address().c_str());
   }
   if (http.port() != 0) {
-    std::fprintf(stderr, "meshmqd: listening on http %s:%d\n",
-                 http_listen.substr(0, http_listen.rfind(':')).c_str(), http.port());
+    Log(LogLevel::kInfo, "meshmqd: listening on http %s:%d",
+        http_listen.substr(0, http_listen.rfind(':')).c_str(), http.port());
   }
-  std::fprintf(stderr, "meshmqd: listening on mqtt %s:%d\n", host.c_str(), broker.mqtt_port());
+  Log(LogLevel::kInfo, "meshmqd: listening on mqtt %s:%d", host.c_str(), broker.mqtt_port());
 
   while (true) {
     int signal_number = 0;
     if (sigwait(&signals, &signal_number) != 0) continue;
     if (signal_number == SIGHUP) {
       absl::Status status = broker.ReloadAuth();
-      std::fprintf(
-          stderr, "meshmqd: SIGHUP: %s\n",
-          status.ok()
-              ? "reloaded password and ACL files"
-              : absl::StrCat("reload failed, keeping the old files: ", status.message()).c_str());
+      if (status.ok()) {
+        Log(LogLevel::kInfo, "meshmqd: SIGHUP: reloaded password and ACL files");
+      } else {
+        Log(LogLevel::kError, "meshmqd: SIGHUP: reload failed, keeping the old files: %s",
+            std::string(status.message()).c_str());
+      }
       continue;
     }
-    std::fprintf(stderr, "meshmqd: %s, shutting down\n", strsignal(signal_number));
+    Log(LogLevel::kInfo, "meshmqd: %s, shutting down", strsignal(signal_number));
     break;
   }
   http_stopping.store(true);
@@ -356,6 +360,6 @@ int main(int argc, char** argv) {
   admin->Stop();  // after the leave, which `meshmqctl node drain` waits for
   http.Stop();    // before what it reports on goes
   broker.Stop();  // ends the cluster links too, once the wills of its clients went out
-  std::fprintf(stderr, "meshmqd: stopped\n");
+  Log(LogLevel::kInfo, "meshmqd: stopped");
   return 0;
 }

@@ -126,11 +126,10 @@ void Worker::ResumeInput(uint64_t connection_id) {
   });
 }
 
-bool Worker::PeerAddresses(
-    std::vector<uint64_t> connection_ids,
-    std::function<void(std::vector<std::pair<uint64_t, std::string>>)> done) {
+bool Worker::DescribeConnections(std::vector<uint64_t> connection_ids,
+                                 std::function<void(std::vector<ConnectionInfo>)> done) {
   return Post([this, ids = std::move(connection_ids), done = std::move(done)] {
-    std::vector<std::pair<uint64_t, std::string>> addresses;
+    std::vector<ConnectionInfo> infos;
     for (uint64_t id : ids) {
       Connection* connection = Find(id);
       if (connection == nullptr || connection->closing()) continue;
@@ -149,9 +148,13 @@ bool Worker::PeerAddresses(
           name = "[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
         }
       }
-      addresses.emplace_back(id, std::move(name));
+      ConnectionInfo& info = infos.emplace_back();
+      info.connection_id = id;
+      info.peer_address = std::move(name);
+      info.protocol_level = static_cast<uint8_t>(connection->version());
+      info.keep_alive = connection->keep_alive();
     }
-    done(std::move(addresses));
+    done(std::move(infos));
   });
 }
 

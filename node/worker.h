@@ -106,10 +106,17 @@ class Worker : public EventLoop::Handler {
   // Input of `connection_id`, paused by a held publish (ClusterHooks::HoldPublish), goes on.
   void ResumeInput(uint64_t connection_id);
   // --- Admin (node/admin/), any thread ---
-  // The peer address (IP:PORT) of each of `connection_ids` this worker still owns, given to
-  // `done` on the worker's thread. False, and `done` is never called, once the loop has ended.
-  bool PeerAddresses(std::vector<uint64_t> connection_ids,
-                     std::function<void(std::vector<std::pair<uint64_t, std::string>>)> done);
+  // What the admin lists of one connection.
+  struct ConnectionInfo {
+    uint64_t connection_id = 0;
+    std::string peer_address;  // IP:PORT
+    uint8_t protocol_level = 4;  // CONNECT's: 3 (MQTT 3.1), 4 (3.1.1), 5 (5.0)
+    uint16_t keep_alive = 0;     // seconds, as in force
+  };
+  // Each of `connection_ids` this worker still owns, given to `done` on the worker's thread.
+  // False, and `done` is never called, once the loop has ended.
+  bool DescribeConnections(std::vector<uint64_t> connection_ids,
+                           std::function<void(std::vector<ConnectionInfo>)> done);
   // Closes `connection_id` on an administrator's request (MQTT 5: DISCONNECT 0x98), with its will
   // if `publish_will`.
   void CloseByAdmin(uint64_t connection_id, bool publish_will);

@@ -11,6 +11,8 @@
 #include "node/admin/access.h"
 #include "node/admin/admin_service.h"
 #include "node/admin/peer_service.h"
+#include "node/admin/sys_totals.h"
+#include "node/broker.h"
 
 namespace meshmq::admin {
 namespace {
@@ -42,11 +44,19 @@ Admin::Admin(Broker* broker, cluster::ClusterNode* cluster, AdminOptions options
   local_.SetDrainHandler(options_.on_drain);
   peer_service_ = std::make_unique<PeerService>(&local_);
   if (cluster != nullptr) cluster->AddService(peer_service_.get());
+  sys_totals_ = std::make_unique<SysTotals>(broker, &local_, broker->config().sys_interval,
+                                            options_.peer_deadline);
 }
 
 Admin::~Admin() { Stop(); }
 
 absl::Status Admin::Start() {
+  absl::Status status = StartService();
+  if (status.ok()) sys_totals_->Start();
+  return status;
+}
+
+absl::Status Admin::StartService() {
   if (absl::Status status = CheckAdminOptions(options_); !status.ok()) return status;
   if (cluster::ClusterNode* cluster = local_.cluster(); cluster != nullptr) {
     local_.AddListener("cluster", absl::StrCat(HostOf(options_.cluster_listen), ":",
@@ -86,6 +96,7 @@ absl::Status Admin::Start() {
 }
 
 void Admin::Stop() {
+  sys_totals_->Stop();
   if (server_ == nullptr) return;
   server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   server_->Wait();

@@ -1,7 +1,8 @@
-// The admin side of a node (proto/admin.proto): AdminService on --admin_listen for meshmqctl, and
-// AdminPeer on the cluster listener for the other nodes. node/main.cc builds one before the
-// cluster starts (AdminPeer must be registered by then), starts it once the node runs, and stops
-// it after a graceful leave, before the broker stops.
+// The admin side of a node (proto/admin.proto): AdminService on --admin_listen for meshmqctl,
+// AdminPeer on the cluster listener for the other nodes, and the cluster-wide $SYS totals
+// (node/admin/sys_totals.h), which it gathers through AdminPeer. node/main.cc builds one before
+// the cluster starts (AdminPeer must be registered by then), starts it once the node runs, and
+// stops it after a graceful leave, before the broker stops.
 //
 // Access: a bearer token read from --admin_token_file, which every call must carry
 // ("authorization: Bearer <token>"). Without a token file the service starts only on a loopback
@@ -28,6 +29,7 @@ namespace meshmq::admin {
 
 class AdminServiceImpl;
 class PeerService;
+class SysTotals;
 
 struct AdminOptions {
   std::string listen = "127.0.0.1:9883";  // --admin_listen; empty: no AdminService here
@@ -51,18 +53,23 @@ class Admin {
   Admin(Broker* broker, cluster::ClusterNode* cluster, AdminOptions options);
   ~Admin();
 
-  // Reads the token and TLS files and binds --admin_listen (errors name what failed).
+  // Reads the token and TLS files and binds --admin_listen (errors name what failed); once it
+  // did, starts publishing the $SYS totals.
   absl::Status Start();
-  // Ends AdminService, letting calls in progress finish (a drain's reply) for a moment.
+  // Ends AdminService, letting calls in progress finish (a drain's reply) for a moment, and the
+  // $SYS totals: before the broker stops.
   void Stop();
   // The bound port (after binding port 0); 0 when not serving.
   int port() const { return port_; }
   std::string address() const;
 
  private:
+  absl::Status StartService();
+
   const AdminOptions options_;
   LocalAdmin local_;
   std::unique_ptr<PeerService> peer_service_;
+  std::unique_ptr<SysTotals> sys_totals_;
   std::unique_ptr<AdminServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

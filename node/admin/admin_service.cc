@@ -117,7 +117,9 @@ grpc::Status AdminServiceImpl::ClusterMembers(grpc::ServerContext* context,
       if (member.state().empty()) member.set_state("down");
     }
     for (const cluster::ClusterNode::PeerView& peer : cluster->Peers()) {
-      if (peer.node_id.empty()) continue;
+      // Not linked and not a member: a node that left, or was removed; its address is still
+      // dialled, so it can come back as a new member.
+      if (peer.node_id.empty() || (!peer.up && members.count(peer.node_id) == 0)) continue;
       Member& member = members[peer.node_id];
       member.set_node_id(peer.node_id);
       member.set_address(peer.address);
@@ -184,6 +186,13 @@ grpc::Status AdminServiceImpl::ClusterLeave(grpc::ServerContext* context,
     reply->set_sessions(drained.sessions());
     return grpc::Status::OK;
   }
+  if (local_->cluster() == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this node runs without a cluster (--cluster_listen is empty)");
+  }
+  bool up = false;
+  for (const cluster::ClusterNode::PeerView& peer : peers_.UpPeers()) up |= peer.node_id == node;
+  if (!up) return ForceLeave(node, reply);
   DrainRequest drain;
   auto answers = peers_.Ask<DrainReply>(
       [&](Stub* stub, grpc::ClientContext* call, DrainReply* out, Done done) {
@@ -201,6 +210,53 @@ grpc::Status AdminServiceImpl::ClusterLeave(grpc::ServerContext* context,
   }
   reply->set_node_id(answers.front().reply.node_id());
   reply->set_sessions(answers.front().reply.sessions());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminServiceImpl::ForceLeave(const std::string& node, LeaveReply* reply) {
+  // Not up here. Up on a peer (a link between two nodes is down, not the node): it is alive,
+  // and its sessions are its own; forgetting it would have them taken over twice.
+  StatusRequest status_request;
+  auto statuses = peers_.Ask<NodeStatus>([&](Stub* stub, grpc::ClientContext* call,
+                                             NodeStatus* out, Done done) {
+    stub->async()->LocalStatus(call, &status_request, out, std::move(done));
+  });
+  for (const auto& answer : statuses) {
+    if (!answer.status.ok()) continue;
+    for (const PeerLink& peer : answer.reply.peers()) {
+      if (peer.node_id() == node && peer.up()) {
+        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                            absl::StrCat("node ", node, " is not up here but is up on ",
+                                         answer.node_id, ": not removed (a link is down, not "
+                                         "the node; ask ", answer.node_id, " to drain it)"));
+      }
+    }
+  }
+  // Forgotten here first: should it have come back meanwhile, nobody is asked.
+  absl::StatusOr<bool> mine = local_->ForgetMember(node);
+  if (!mine.ok()) return ToGrpc(mine.status());
+  bool anywhere = *mine;
+  reply->set_node_id(node);
+  reply->set_removed(true);
+  reply->add_node_ids(local_->node_id());
+  ForgetRequest forget;
+  forget.set_node_id(node);
+  auto answers = peers_.Ask<ForgetReply>(
+      [&](Stub* stub, grpc::ClientContext* call, ForgetReply* out, Done done) {
+        stub->async()->LocalForgetMember(call, &forget, out, std::move(done));
+      });
+  for (const auto& answer : answers) {
+    if (!answer.status.ok()) continue;
+    anywhere |= answer.reply.was_member();
+    reply->add_node_ids(answer.node_id);
+  }
+  AddFailures(answers, reply->mutable_unreachable());
+  AddNotUp(peers_, reply);
+  if (!anywhere && reply->unreachable().empty()) {
+    return NotFound(absl::StrCat("node ", node, " is not up, and no node counts it as a member"));
+  }
+  AdminLog(LogLevel::kInfo, absl::StrCat("removed member ", node, " (not up) from ",
+                                         absl::StrJoin(reply->node_ids(), ", ")));
   return grpc::Status::OK;
 }
 

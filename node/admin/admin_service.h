@@ -63,6 +63,9 @@ class AdminServiceImpl : public AdminService::Service {
   grpc::Status Authorize(grpc::ServerContext* context, const char* method) const;
   // This node's clients, waiting for its workers.
   ClientsReply LocalClients(const ClientsRequest& request);
+  // cluster leave of `node`, which is not up here: every node that is up forgets it as a member
+  // (unless one has it up: then nothing changes).
+  grpc::Status ForceLeave(const std::string& node, LeaveReply* reply);
 
   LocalAdmin* const local_;
   const std::string token_;

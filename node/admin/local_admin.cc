@@ -1,7 +1,6 @@
 #include "node/admin/local_admin.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <map>
 #include <memory>
 #include <utility>
@@ -68,6 +67,19 @@ void FillSubscription(const std::string& node_id, const std::string& client_id,
 
 std::string HostOf(const std::string& address) {
   return address.substr(0, address.rfind(':'));
+}
+
+// CONNECT's protocol level as operators name the version (MQTT 3.1.1 section 3.1.2.2).
+const char* ProtocolName(uint8_t level) {
+  switch (level) {
+    case 3:
+      return "3.1";
+    case 4:
+      return "3.1.1";
+    case 5:
+      return "5.0";
+  }
+  return "?";
 }
 
 }  // namespace
@@ -186,14 +198,16 @@ void LocalAdmin::Clients(const ClientsRequest& request,
     std::vector<uint64_t> ids;
     for (const Pending& pending : pendings) ids.push_back(pending.connection_id);
     auto shared_pendings = std::make_shared<std::vector<Pending>>(std::move(pendings));
-    const bool posted = worker->PeerAddresses(
-        std::move(ids), [gather, shared_pendings](
-                            std::vector<std::pair<uint64_t, std::string>> addresses) {
+    const bool posted = worker->DescribeConnections(
+        std::move(ids),
+        [gather, shared_pendings](std::vector<Worker::ConnectionInfo> connections) {
           std::vector<Client> clients;
           for (Pending& pending : *shared_pendings) {
-            for (const auto& [id, address] : addresses) {
-              if (id != pending.connection_id) continue;
-              pending.client.set_peer_address(address);
+            for (const Worker::ConnectionInfo& connection : connections) {
+              if (connection.connection_id != pending.connection_id) continue;
+              pending.client.set_peer_address(connection.peer_address);
+              pending.client.set_protocol(ProtocolName(connection.protocol_level));
+              pending.client.set_keepalive(connection.keep_alive);
               clients.push_back(std::move(pending.client));
               break;
             }
@@ -328,6 +342,21 @@ NodeMetrics LocalAdmin::Metrics() const {
   return metrics;
 }
 
+NodeSysStats LocalAdmin::SysStats() const {
+  const Broker::SysStats stats = broker_->sys_stats();
+  NodeSysStats out;
+  out.set_node_id(node_id());
+  out.set_clients_connected(stats.clients_connected);
+  out.set_clients_total(stats.clients_total);
+  out.set_messages_received(stats.messages_received);
+  out.set_messages_sent(stats.messages_sent);
+  out.set_bytes_received(stats.bytes_received);
+  out.set_bytes_sent(stats.bytes_sent);
+  out.set_subscriptions(stats.subscriptions);
+  out.set_retained(stats.retained);
+  return out;
+}
+
 absl::Status LocalAdmin::SetLogLevel(const std::string& level) const {
   std::optional<LogLevel> parsed = ParseLogLevel(level);
   if (!parsed) {
@@ -335,7 +364,7 @@ absl::Status LocalAdmin::SetLogLevel(const std::string& level) const {
         absl::StrCat("unknown log level '", level, "' (error, warning, info, debug)"));
   }
   admin::SetLogLevel(*parsed);
-  std::fprintf(stderr, "meshmqd: admin: log level %s\n", LogLevelName(*parsed));
+  LogAlways(absl::StrCat("meshmqd: admin: log level ", LogLevelName(*parsed)));
   return absl::OkStatus();
 }
 
@@ -343,10 +372,22 @@ DrainReply LocalAdmin::Drain() const {
   DrainReply reply;
   reply.set_node_id(node_id());
   reply.set_sessions(broker_->sessions().size());
-  std::fprintf(stderr, "meshmqd: admin: drain requested: handing %zu sessions to peers, then "
-               "stopping\n", broker_->sessions().size());
+  AdminLog(LogLevel::kInfo, absl::StrCat("drain requested: handing ", broker_->sessions().size(),
+                                         " sessions to peers, then stopping"));
   if (drain_) drain_();
   return reply;
+}
+
+absl::StatusOr<bool> LocalAdmin::ForgetMember(const std::string& node) const {
+  if (cluster_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this node runs without a cluster (--cluster_listen is empty)");
+  }
+  bool was_member = false;
+  if (absl::Status status = cluster_->ForgetMember(node, &was_member); !status.ok()) {
+    return status;
+  }
+  return was_member;
 }
 
 absl::StatusOr<RetainedReply> LocalAdmin::ListRetained(const RetainedRequest& request) const {

@@ -2,9 +2,10 @@
 // of AdminPeer, and the called node's own share of every AdminService answer.
 //
 // Sessions, subscriptions and retained messages are read through their stores' own locks.
-// Connections belong to their workers: their peer addresses are asked for, and closes requested,
-// with tasks posted to the owning worker (Worker::PeerAddresses, Worker::CloseByAdmin), never by
-// touching a Connection from the caller's thread.
+// Connections belong to their workers: their peer addresses, protocol versions and keepalives
+// are asked for, and closes requested, with tasks posted to the owning worker
+// (Worker::DescribeConnections, Worker::CloseByAdmin), never by touching a Connection from the
+// caller's thread.
 //
 // THREADING: thread-safe. Clients() answers through a callback that runs on a worker thread (or
 // the caller's, when no worker is asked).
@@ -55,8 +56,13 @@ class LocalAdmin {
   absl::StatusOr<SubscriptionsReply> Subscriptions(const SubscriptionsRequest& request) const;
   RoutesReply Routes() const;
   NodeMetrics Metrics() const;
+  // What $SYS/broker/ reports now (Broker::sys_stats).
+  NodeSysStats SysStats() const;
   absl::Status SetLogLevel(const std::string& level) const;
   DrainReply Drain() const;
+  // Forgets `node`, a member that is not up here (ClusterNode::ForgetMember): true if it was a
+  // member here. FAILED_PRECONDITION without a cluster, or if it is up here.
+  absl::StatusOr<bool> ForgetMember(const std::string& node) const;
 
   // Retained messages are the same on every node: these answer for the cluster.
   absl::StatusOr<RetainedReply> ListRetained(const RetainedRequest& request) const;

@@ -1,29 +1,24 @@
-// The node's log level, set at run time by `meshmqctl log-level` (node/admin/).
+// The admin's view of the node's log level (node/log.h), which `meshmqctl log-level` sets at run
+// time on every node: the level governs every line meshmqd writes, the admin service's among
+// them. The admin logs every request it serves at debug and every change it makes (kick, drop,
+// drain, ...) at info, as "meshmqd: admin: <line>".
 //
-// Levels, most to least severe: error, warning, info (the default), debug. meshmqd's own lines
-// are written with fprintf to stderr; what consults the level today is the admin service, which
-// logs every request it serves at debug and every change it makes (kick, drop, drain, ...) at
-// info.
-//
-// THREADING: a relaxed atomic; any thread.
+// THREADING: any thread.
 #ifndef MESHMQ_NODE_ADMIN_LOG_LEVEL_H_
 #define MESHMQ_NODE_ADMIN_LOG_LEVEL_H_
 
-#include <optional>
 #include <string_view>
+
+#include "node/log.h"
 
 namespace meshmq::admin {
 
-enum class LogLevel { kError = 0, kWarning = 1, kInfo = 2, kDebug = 3 };
-
-// "error", "warning" (or "warn"), "info", "debug"; nullopt for anything else.
-std::optional<LogLevel> ParseLogLevel(std::string_view name);
-const char* LogLevelName(LogLevel level);
-
-void SetLogLevel(LogLevel level);
-LogLevel CurrentLogLevel();
-// True if lines of `level` are written now.
-inline bool LogEnabled(LogLevel level) { return level <= CurrentLogLevel(); }
+using ::meshmq::CurrentLogLevel;
+using ::meshmq::LogEnabled;
+using ::meshmq::LogLevel;
+using ::meshmq::LogLevelName;
+using ::meshmq::ParseLogLevel;
+using ::meshmq::SetLogLevel;
 
 // Writes "meshmqd: admin: <line>" to stderr if `level` is enabled.
 void AdminLog(LogLevel level, std::string_view line);

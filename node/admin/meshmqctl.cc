@@ -192,6 +192,12 @@ int Cli::Run(const Command& command) {
         sessions = leave.sessions();
       }
       if (!s.ok()) return Error(s);
+      if (leave.removed()) {
+        // It was not up (dead): the live nodes forgot it; nothing to wait for.
+        Warn(leave);
+        return Print(leave, absl::StrCat("node ", node, " was not up: removed from the members "
+                                         "of ", absl::StrJoin(leave.node_ids(), ", "), "\n"));
+      }
       // The node called stops answering once it is gone; another node stops listing it.
       const bool self = command.kind == CommandKind::kNodeDrain || command.arg.empty();
       if (!(self ? WaitStopped() : WaitGone(node))) {

@@ -1,5 +1,6 @@
 #include "node/admin/peer_fanout.h"
 
+#include <algorithm>
 #include <set>
 
 namespace meshmq::admin {
@@ -23,6 +24,10 @@ std::vector<NodeError> PeerFanout::NotUp() {
   }
   std::set<std::string> reported;
   const std::string& self = cluster_->transport().node_id();
+  const std::vector<std::string> members = cluster_->Members();
+  auto member = [&members](const std::string& node) {
+    return std::find(members.begin(), members.end(), node) != members.end();
+  };
   auto report = [&](const std::string& node, const std::string& address) {
     if (node == self || up.count(node) > 0 || !reported.insert(node + "\n" + address).second) {
       return;
@@ -33,13 +38,14 @@ std::vector<NodeError> PeerFanout::NotUp() {
     error.set_error(node.empty() ? "not answering" : "down (not linked with this node)");
     errors.push_back(std::move(error));
   };
+  // A node that left or was removed is no longer missed, though its address is still dialled.
   for (const cluster::ClusterNode::PeerView& peer : peers) {
-    if (!peer.node_id.empty()) report(peer.node_id, peer.address);
+    if (!peer.node_id.empty() && member(peer.node_id)) report(peer.node_id, peer.address);
   }
-  for (const std::string& member : cluster_->Members()) {
+  for (const std::string& node : members) {
     bool known = false;
-    for (const cluster::ClusterNode::PeerView& peer : peers) known |= peer.node_id == member;
-    if (!known) report(member, "");
+    for (const cluster::ClusterNode::PeerView& peer : peers) known |= peer.node_id == node;
+    if (!known) report(node, "");
   }
   return errors;
 }

@@ -96,4 +96,21 @@ grpc::ServerUnaryReactor* PeerService::LocalDrain(grpc::CallbackServerContext* c
   return Finish(context);
 }
 
+grpc::ServerUnaryReactor* PeerService::LocalSysStats(grpc::CallbackServerContext* context,
+                                                     const SysStatsRequest* request,
+                                                     NodeSysStats* reply) {
+  *reply = local_->SysStats();
+  return Finish(context);
+}
+
+grpc::ServerUnaryReactor* PeerService::LocalForgetMember(grpc::CallbackServerContext* context,
+                                                         const ForgetRequest* request,
+                                                         ForgetReply* reply) {
+  absl::StatusOr<bool> forgot = local_->ForgetMember(request->node_id());
+  if (!forgot.ok()) return Finish(context, ToGrpc(forgot.status()));
+  reply->set_node_id(local_->node_id());
+  reply->set_was_member(*forgot);
+  return Finish(context);
+}
+
 }  // namespace meshmq::admin

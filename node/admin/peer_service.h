@@ -43,6 +43,12 @@ class PeerService : public AdminPeer::CallbackService {
                                              LogLevelReply* reply) override;
   grpc::ServerUnaryReactor* LocalDrain(grpc::CallbackServerContext* context,
                                        const DrainRequest* request, DrainReply* reply) override;
+  grpc::ServerUnaryReactor* LocalSysStats(grpc::CallbackServerContext* context,
+                                          const SysStatsRequest* request,
+                                          NodeSysStats* reply) override;
+  grpc::ServerUnaryReactor* LocalForgetMember(grpc::CallbackServerContext* context,
+                                              const ForgetRequest* request,
+                                              ForgetReply* reply) override;
 
  private:
   LocalAdmin* const local_;

@@ -17,6 +17,14 @@ constexpr size_t kPayloadPreview = 40;
 
 std::string YesNo(bool value) { return value ? "yes" : "no"; }
 
+std::string OrDash(const std::string& value) { return value.empty() ? "-" : value; }
+
+// A keepalive in seconds, as the client asked for it (or the server imposed it): "60s"; 0 turns
+// the mechanism off (MQTT-3.1.2-23).
+std::string FormatKeepAlive(uint32_t seconds) {
+  return seconds == 0 ? "none" : absl::StrCat(seconds, "s");
+}
+
 std::string SubscriptionOptionsText(const Subscription& sub) {
   std::vector<std::string> options;
   if (sub.no_local()) options.push_back("no-local");
@@ -95,9 +103,11 @@ std::string RenderMembers(const MembersReply& reply) {
 }
 
 std::string RenderClients(const ClientsReply& reply) {
-  Table table({"CLIENT ID", "NODE", "PEER", "USERNAME", "EXPIRY", "SUBS", "QUEUED", "INFLIGHT"});
+  Table table({"CLIENT ID", "NODE", "PEER", "MQTT", "KEEPALIVE", "USERNAME", "EXPIRY", "SUBS",
+               "QUEUED", "INFLIGHT"});
   for (const Client& client : reply.clients()) {
     table.AddRow({Printable(client.client_id()), client.node_id(), client.peer_address(),
+                  OrDash(client.protocol()), FormatKeepAlive(client.keepalive()),
                   client.username().empty() ? "-" : Printable(client.username()),
                   FormatExpiry(client.session_expiry()), absl::StrCat(client.subscriptions()),
                   absl::StrCat(client.queued()), absl::StrCat(client.inflight())});
@@ -111,6 +121,8 @@ std::string RenderClient(const Client& client) {
   return RenderFields({{"client id", Printable(client.client_id())},
                        {"node", client.node_id()},
                        {"peer", client.peer_address()},
+                       {"mqtt", OrDash(client.protocol())},
+                       {"keepalive", FormatKeepAlive(client.keepalive())},
                        {"username", client.username().empty() ? "-" : Printable(client.username())},
                        {"session expiry", FormatExpiry(client.session_expiry())},
                        {"subscriptions", absl::StrCat(client.subscriptions())},

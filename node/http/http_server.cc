@@ -15,6 +15,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "node/log.h"
 
 namespace meshmq::http {
 namespace {
@@ -24,7 +25,7 @@ constexpr char kThreads[] = "4";
 constexpr char kRequestTimeoutMs[] = "10000";
 
 int LogMessage(const mg_connection*, const char* message) {
-  std::fprintf(stderr, "meshmqd: http: %s\n", message);
+  Log(LogLevel::kError, "meshmqd: http: %s", message);
   return 1;  // logged: civetweb need not print it again
 }
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "node/log.h"
 
 namespace meshmq::metrics {
 namespace {
@@ -25,8 +26,8 @@ bool IsValidName(std::string_view name, bool colon) {
 }
 
 [[noreturn]] void Misuse(std::string_view what, std::string_view name) {
-  std::fprintf(stderr, "meshmqd: metrics: %.*s: '%.*s'\n", static_cast<int>(what.size()),
-               what.data(), static_cast<int>(name.size()), name.data());
+  Log(LogLevel::kError, "meshmqd: metrics: %.*s: '%.*s'", static_cast<int>(what.size()),
+      what.data(), static_cast<int>(name.size()), name.data());
   std::abort();
 }
 

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstdio>
+
+#include "node/log.h"
 
 namespace meshmq::metrics {
 
@@ -15,7 +16,7 @@ Histogram::Histogram(std::vector<double> bounds)
     : bounds_(std::move(bounds)), counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
   if (!std::is_sorted(bounds_.begin(), bounds_.end()) ||
       std::adjacent_find(bounds_.begin(), bounds_.end()) != bounds_.end()) {
-    std::fprintf(stderr, "meshmqd: histogram bounds must ascend\n");
+    Log(LogLevel::kError, "meshmqd: histogram bounds must ascend");
     std::abort();
   }
   for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0, std::memory_order_relaxed);

@@ -226,5 +226,38 @@ TEST_F(MembershipTest, ARemovedMemberNoLongerCounts) {
   EXPECT_TRUE(membership->HasQuorum({}));
 }
 
+// ---- Forgetting a dead member (cluster leave of a node that is down) ----
+
+TEST_F(MembershipTest, AForgottenDeadMemberStopsCountingAndStaysForgotten) {
+  {
+    Membership membership("n1", path_);
+    membership.Add("n2");
+    membership.Add("n3");
+    // n3 died: n1 and n2 are two of three.
+    EXPECT_TRUE(membership.HasQuorum({"n2"}));
+    ASSERT_TRUE(membership.Remove("n3"));
+    EXPECT_THAT(membership.members(), ElementsAre("n1", "n2"));
+    // Now n2 dies too: n1 alone is half of two, with the lowest id, and serves; had n3 still
+    // counted, it would be a third and refuse.
+    EXPECT_TRUE(membership.HasQuorum({}));
+  }
+  EXPECT_EQ(ReadFile(path_), "n1\nn2\n");
+  Membership restarted("n1", path_);
+  EXPECT_THAT(restarted.members(), ElementsAre("n1", "n2"));
+  EXPECT_TRUE(restarted.HasQuorum({}));
+}
+
+TEST_F(MembershipTest, AForgottenMemberThatComesBackJoinsAsNew) {
+  Membership membership("n2", path_);
+  membership.Add("n1");
+  membership.Add("n3");
+  ASSERT_TRUE(membership.Remove("n3"));
+  EXPECT_FALSE(membership.Remove("n3"));  // forgetting twice changes nothing
+  EXPECT_TRUE(membership.Add("n3"));      // linked up again: a member again
+  EXPECT_THAT(membership.members(), ElementsAre("n1", "n2", "n3"));
+  EXPECT_THAT(Membership("n2", path_).members(), ElementsAre("n1", "n2", "n3"));
+  EXPECT_FALSE(membership.HasQuorum({}));
+}
+
 }  // namespace
 }  // namespace meshmq::cluster

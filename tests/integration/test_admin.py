@@ -238,6 +238,32 @@ class ClientsTest(AdminCase):
         shown = self.ctl.json("clients", "show", c1.client_id, node=C)
         self.assertEqual([c["client_id"] for c in shown["clients"]], [c1.client_id])
 
+    def test_clients_list_shows_protocol_version_and_keepalive(self):
+        """Each client's MQTT version and keepalive, as its connection has them, whichever node
+        it is on and whichever node is asked."""
+        v311 = self.client(node=B, client_id=unique_id("adm-311"), keepalive=45)
+        v5 = self.v5_client(C, keepalive=30)
+        v31 = self.client(node=A, client_id=unique_id("adm-31"), protocol=mqtt.MQTTv31,
+                          keepalive=0)
+        for asked in (A, B):
+            by_id = {c["client_id"]: c for c in self.ctl.json("clients", "list",
+                                                               node=asked)["clients"]}
+            self.assertEqual((by_id[v311.client_id]["protocol"],
+                              by_id[v311.client_id]["keepalive"]), ("3.1.1", 45))
+            self.assertEqual((by_id[v5.client_id]["protocol"], by_id[v5.client_id]["keepalive"]),
+                             ("5.0", 30))
+            self.assertEqual((by_id[v31.client_id]["protocol"],
+                              by_id[v31.client_id]["keepalive"]), ("3.1", 0))
+        rows = table_rows(self.ctl.ok("clients", "list", node=C))
+        self.assertEqual(rows[0][:5], ["CLIENT ID", "NODE", "PEER", "MQTT", "KEEPALIVE"])
+        by_id = {r[0]: r for r in rows[1:]}
+        self.assertEqual(by_id[v311.client_id][3:5], ["3.1.1", "45s"])
+        self.assertEqual(by_id[v5.client_id][3:5], ["5.0", "30s"])
+        self.assertEqual(by_id[v31.client_id][3:5], ["3.1", "none"])
+        text = self.ctl.ok("clients", "show", v5.client_id, node=A)
+        self.assertIn("mqtt:            5.0\n", text)
+        self.assertIn("keepalive:       30s\n", text)
+
     def test_kick_disconnects_a_client_on_another_node(self):
         victim = self.v5_client(C, will=(self.topic("will"), b"gone", 1, False))
         watcher = self.client(node=B)
@@ -469,9 +495,107 @@ class ClusterChangeTest(ClusterTestCase):
         status = self.ctl.json("status", node=B)
         self.assertEqual(sorted(n["node_id"] for n in status["nodes"]),
                          sorted([cluster[A].node_id, cluster[B].node_id]))
-        self.assertEqual([u["node_id"] for u in status["unreachable"]], [cluster[C].node_id])
+        # It left: no longer a member, so no longer missed.
+        self.assertEqual(status["unreachable"], [])
+        members = self.ctl.json("cluster", "members", node=A)
+        self.assertNotIn(cluster[C].node_id, [m["node_id"] for m in members["members"]])
         line = self.ctl.fails("cluster", "leave", cluster[C].node_id, node=A)
-        self.assertIn("is not up", line)
+        self.assertIn("is not up, and no node counts it as a member", line)
+
+    def test_cluster_leave_of_a_dead_node_removes_it_everywhere(self):
+        """A node killed with SIGKILL cannot drain: `cluster leave` removes it from the members
+        of every live node instead (force-leave), for good: a survivor restarted from its data
+        dir does not count it again."""
+        cluster = self.start_cluster(3)
+        dead = cluster[C].node_id
+        cluster.kill_node(C)
+        cluster.wait_peer_down(C)
+        for asked in (A, B):
+            members = self.ctl.json("cluster", "members", node=asked)["members"]
+            self.assertIn((dead, "down"), [(m["node_id"], m["state"]) for m in members])
+
+        out = self.ctl.ok("cluster", "leave", dead, node=A)
+        self.assertEqual(out, "node %s was not up: removed from the members of %s\n" % (
+            dead, ", ".join([cluster[A].node_id, cluster[B].node_id])))
+        survivors = sorted([cluster[A].node_id, cluster[B].node_id])
+        for asked in (A, B):
+            members = self.ctl.json("cluster", "members", node=asked)["members"]
+            self.assertEqual(sorted(m["node_id"] for m in members), survivors, asked)
+            self.assertEqual(self.ctl.json("status", node=asked)["unreachable"], [])
+        self.assertIn("cluster: healthy (2 of 2 nodes answered, 2 serving)",
+                      self.ctl.ok("status", node=B))
+        self.assertIn("meshmqd: cluster: forgot member %s" % dead, cluster[B].stderr.text())
+        # Once is enough: nobody counts it any more.
+        line = self.ctl.fails("cluster", "leave", dead, node=B)
+        self.assertIn("is not up, and no node counts it as a member", line)
+
+        # Kept in the members file: B, killed and restarted, still does not count it.
+        cluster.restart_node(B, kill=True)
+        cluster.wait_formed()
+        for asked in (A, B):
+            members = self.ctl.json("cluster", "members", node=asked)["members"]
+            self.assertEqual(sorted(m["node_id"] for m in members), survivors, asked)
+
+    def test_a_removed_node_that_returns_joins_as_new(self):
+        """The dead node removed by `cluster leave` comes back: it is a member again (a new
+        joiner), and its stale copy of a session taken over while it was away is not
+        resurrected: the client resuming on it gets the session that lived on, with what was
+        queued meanwhile."""
+        cluster = self.start_cluster(3)
+        dead = cluster[C].node_id
+        client_id = unique_id("adm-force")
+        sub = self.client(node=C, client_id=client_id, clean_session=False)
+        sub.subscribe(self.topic("f"), 1)
+        sub.disconnect()
+        pub = self.client(node=A)
+        pub.publish(self.topic("f"), b"old", qos=1)  # acked: on C and on its replica
+        cluster.kill_node(C)
+        cluster.wait_peer_down(C)
+        reply = self.ctl.json("cluster", "leave", dead, node=B)
+        self.assertEqual(reply["node_id"], dead)
+        self.assertTrue(reply["removed"])
+        self.assertEqual(reply["sessions"], "0")
+        self.assertEqual(sorted(reply["node_ids"]),
+                         sorted([cluster[A].node_id, cluster[B].node_id]))
+        self.assertEqual(reply["unreachable"], [])
+        # The session it owned lives on (taken over), and is fed while the node is away.
+        pub.publish(self.topic("f"), b"while-away", qos=1, timeout=3 * TIMEOUT)
+
+        cluster.start_node(C)
+        cluster.wait_formed()
+        for asked in (A, B, C):
+            members = self.ctl.json("cluster", "members", node=asked)["members"]
+            self.assertEqual(sorted(m["node_id"] for m in members),
+                             sorted(n.node_id for n in cluster), asked)
+        back = self.client(node=C, client_id=client_id, clean_session=False)
+        self.assertEqual(back.session_present, 1)
+        back.wait_message(self.topic("f"), "while-away")
+        self.assertEqual(back.payloads(self.topic("f")), [b"old", b"while-away"])
+
+    def test_a_forgotten_node_no_longer_counts_for_the_quorum(self):
+        """Three members, one dead and removed: of the two left, the one with the lowest node id
+        (A) is a majority alone when the other dies too, as in a 2-node cluster, and takes the
+        other's sessions over. Had the dead node still counted, A would be one of three: cut
+        off, serving nobody and taking nothing over."""
+        cluster = self.start_cluster(3)
+        cluster.kill_node(C)
+        cluster.wait_peer_down(C)
+        self.ctl.ok("cluster", "leave", cluster[C].node_id, node=B)
+        client_id = unique_id("adm-quorum")
+        sub = self.client(node=B, client_id=client_id, clean_session=False)
+        sub.subscribe(self.topic("q"), 1)
+        sub.disconnect()
+        pub = self.client(node=A)
+        pub.publish(self.topic("q"), b"queued", qos=1)  # acked: on B and its replica, A
+        cluster.kill_node(B)
+        cluster.wait_peer_down(B)
+        wait_for(lambda: "meshmqd: cluster: took over 1 sessions of %s" % cluster[B].node_id
+                 in cluster[A].stderr.text(), cluster.peer_timeout + TIMEOUT,
+                 message="A did not take B's session over")
+        self.assertTrue(self.ctl.json("status", node=A)["nodes"][0]["serving"])
+        back = self.client(node=A, client_id=client_id, clean_session=False)
+        self.assertEqual(back.session_present, 1)
+        back.wait_message(self.topic("q"), "queued")
 
     def test_cluster_join(self):
         # Nodes 0 and 1 form a cluster; node 2 runs alone until it is joined.
@@ -491,6 +615,53 @@ class ClusterChangeTest(ClusterTestCase):
         line = self.ctl.fails("cluster", "join", "%s:%d" % (HOST, free_port()), "--timeout=3s",
                               node=A)
         self.assertIn("no node linked up", line)
+
+
+@meshmq_only("meshmqctl is meshmq's")
+class LogLevelTest(ClusterTestCase):
+    """`log-level` governs the node's own log, not only the admin's lines: connects logged at
+    info (--log_connections) stop at `error` and come back at `info`, on every node."""
+
+    cluster_size = 0
+
+    def connected_line(self, client_id):
+        return "meshmqd: %s connected from " % client_id
+
+    def logged(self, node, client_id):
+        return any(self.connected_line(client_id) in line
+                   for line in self.cluster[node].stderr.snapshot())
+
+    def test_connection_lines_follow_the_log_level(self):
+        cluster = self.start_cluster(2, log_connections=True)
+        ctl = Ctl(self, None)
+        # info, the default: logged.
+        before = [self.client(node=i, client_id=unique_id("log-info")) for i in (A, B)]
+        for i, c in zip((A, B), before):
+            wait_for(lambda: self.logged(i, c.client_id), message="no connect line at info")
+
+        reply = ctl.json("log-level", "error", node=A)
+        self.assertEqual(sorted(reply["node_ids"]), sorted(n.node_id for n in cluster))
+        quiet = []
+        for i in (A, B):
+            c = self.client(node=i, client_id=unique_id("log-quiet"))
+            # A round trip on the same connection: its CONNECT was handled (and its line written,
+            # or not) before the SUBACK.
+            c.subscribe(self.topic("x"), 1)
+            quiet.append(c)
+
+        self.assertIn("log level info on", ctl.ok("log-level", "info", node=B))
+        after = [self.client(node=i, client_id=unique_id("log-back")) for i in (A, B)]
+        for i, c in zip((A, B), after):
+            wait_for(lambda: self.logged(i, c.client_id), message="no connect line back at info")
+        # The lines of the quiet clients would have been written before these.
+        for i, c in zip((A, B), quiet):
+            self.assertFalse(self.logged(i, c.client_id),
+                             "%s logged a connect at level error" % cluster[i].node_id)
+        # The changes themselves are always said.
+        for node in cluster:
+            text = node.stderr.text()
+            self.assertIn("meshmqd: admin: log level error", text)
+            self.assertIn("meshmqd: admin: log level info", text)
 
 
 @meshmq_only("meshmqctl is meshmq's")

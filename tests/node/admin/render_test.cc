@@ -23,11 +23,25 @@ TEST(RenderTest, ClientsTable) {
   client->set_client_id("sensor-1");
   client->set_node_id("n1");
   client->set_peer_address("127.0.0.1:50000");
+  client->set_protocol("3.1.1");
+  client->set_keepalive(60);
   client->set_session_expiry(7200);
   client->set_subscriptions(2);
+  Client* v5 = reply.add_clients();
+  v5->set_client_id("sensor-2");
+  v5->set_node_id("n2");
+  v5->set_peer_address("127.0.0.1:50001");
+  v5->set_protocol("5.0");
+  v5->set_keepalive(0);
   EXPECT_EQ(RenderClients(reply),
-            "CLIENT ID  NODE  PEER             USERNAME  EXPIRY  SUBS  QUEUED  INFLIGHT\n"
-            "sensor-1   n1    127.0.0.1:50000  -         2h00m   2     0       0\n");
+            "CLIENT ID  NODE  PEER             MQTT   KEEPALIVE  USERNAME  EXPIRY  SUBS  QUEUED  "
+            "INFLIGHT\n"
+            "sensor-1   n1    127.0.0.1:50000  3.1.1  60s        -         2h00m   2     0       "
+            "0\n"
+            "sensor-2   n2    127.0.0.1:50001  5.0    none       -         0s      0     0       "
+            "0\n");
+  EXPECT_THAT(RenderClient(*client), HasSubstr("mqtt:            3.1.1\n"));
+  EXPECT_THAT(RenderClient(*client), HasSubstr("keepalive:       60s\n"));
   EXPECT_EQ(RenderClients(ClientsReply()), "(no clients connected)\n");
   reply.set_truncated(true);
   EXPECT_THAT(RenderClients(reply), HasSubstr("raise --limit"));
