@@ -238,19 +238,20 @@ size_t ClusterNode::Forward(const MessagePtr& message,
   std::shared_ptr<Tally> tally;
   if (on_accepted) tally = std::make_shared<Tally>(plans.size(), std::move(on_accepted));
   Counters& counters = broker_->counters();
+  const uint64_t order = tally ? next_forward_order_.fetch_add(1, std::memory_order_relaxed) : 0;
   for (Plan& plan : plans) {
     Frame frame;
     std::function<void(bool)> on_ack;
     if (tally) {
       // A peer whose link drops before it answers may have died with the message: it waits
       // for the failover, then goes to the sessions taken over from that peer.
-      on_ack = [this, tally, message, peer = plan.peer, plan = plan.forward](bool ok) {
+      on_ack = [this, tally, message, order, peer = plan.peer, plan = plan.forward](bool ok) {
         if (ok) {
           tally->Add(true);
           return;
         }
         failovers_.AddOrphan(
-            peer, Failovers::Orphan{message, plan, [tally](bool ok) { tally->Add(ok); }},
+            peer, Failovers::Orphan{message, plan, [tally](bool ok) { tally->Add(ok); }, order},
             MonotonicMillis());
       };
     }

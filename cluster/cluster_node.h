@@ -284,6 +284,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   absl::Mutex shared_mu_;
   absl::flat_hash_map<std::string, uint64_t> shared_next_ ABSL_GUARDED_BY(shared_mu_);
 
+  // Numbers the forwards a publisher waits for, in the order they were made (Failovers::Orphan).
+  std::atomic<uint64_t> next_forward_order_{1};
+
   absl::Mutex confirms_mu_;
   uint64_t last_confirm_ ABSL_GUARDED_BY(confirms_mu_) = 0;
   absl::flat_hash_map<std::string, absl::flat_hash_map<uint64_t, std::function<void(bool)>>>

@@ -6,6 +6,14 @@
 #include "node/topic.h"
 
 namespace meshmq::cluster {
+namespace {
+
+void SortByForwardOrder(std::vector<Failovers::Orphan>* orphans) {
+  std::stable_sort(orphans->begin(), orphans->end(),
+                   [](const auto& a, const auto& b) { return a.order < b.order; });
+}
+
+}  // namespace
 
 void Failovers::Begin(const std::string& node, std::vector<std::string> filters,
                       const std::vector<std::string>& reporters, int64_t deadline_ms) {
@@ -82,6 +90,7 @@ std::vector<Failovers::Orphan> Failovers::TakeOrphans(const std::string& node) {
     orphans = std::move(it->second.orphans);
     early_orphans_.erase(it);
   }
+  SortByForwardOrder(&orphans);
   return orphans;
 }
 
@@ -122,10 +131,12 @@ std::vector<Failovers::Completed> Failovers::Poll(int64_t now_ms,
     for (Orphan& orphan : entry.second.orphans) unclaimed->push_back(std::move(orphan));
     return true;
   });
+  SortByForwardOrder(unclaimed);
   std::vector<Completed> completed;
   for (auto it = failovers_.begin(); it != failovers_.end();) {
     State& state = it->second;
     if (state.complete || state.awaiting.empty() || now_ms >= state.deadline_ms) {
+      SortByForwardOrder(&state.orphans);
       completed.push_back(Completed{it->first, std::move(state.orphans)});
       failovers_.erase(it++);
     } else {

@@ -37,6 +37,10 @@ class Failovers {
     std::shared_ptr<const Message> message;
     Forward plan;                        // what the dead node was to deliver it to (no message)
     std::function<void(bool)> answer;    // the publisher's tally
+    // When it was forwarded (a counter of this node's): orphans are redelivered in this order.
+    // The order they become orphans in is not it: the link fails the frames it never sent when
+    // it drops, and those it sent but were not yet confirmed only when the peer is seen down.
+    uint64_t order = 0;
   };
   struct Completed {
     std::string node;

@@ -25,8 +25,8 @@ using ::testing::UnorderedElementsAre;
 
 constexpr int64_t kDeadline = 1000;
 
-// An orphaned forward, told apart by its payload.
-Failovers::Orphan Orphan(const std::string& payload) {
+// An orphaned forward, told apart by its payload; `order` is when it was forwarded.
+Failovers::Orphan Orphan(const std::string& payload, uint64_t order = 0) {
   auto message = std::make_shared<Message>();
   message->topic = "t";
   message->payload = payload;
@@ -35,6 +35,7 @@ Failovers::Orphan Orphan(const std::string& payload) {
   orphan.message = std::move(message);
   orphan.plan.set_ordinary(true);
   orphan.answer = [](bool) {};
+  orphan.order = order;
   return orphan;
 }
 
@@ -205,6 +206,29 @@ TEST(FailoversTest, OrphansThatCameBeforeBeginAreAttachedToIt) {
   EXPECT_THAT(Poll(failovers), ElementsAre("n3: m1,m2,m3"));
   // Another node's orphans stay where they were.
   EXPECT_THAT(Payloads(failovers.TakeOrphans("n4")), ElementsAre("x1"));
+}
+
+// The link fails the frames it never sent as it drops, and the ones sent but not confirmed only
+// when the peer is seen down: the later forwards become orphans first. Redelivered in the order
+// they were forwarded, a publisher's messages keep their order.
+TEST(FailoversTest, OrphansComeBackInTheOrderTheyWereForwarded) {
+  constexpr int64_t kWait = Failovers::kOrphanWaitMs;
+  Failovers failovers;
+  failovers.AddOrphan("n3", Orphan("m3", 3), 0);
+  failovers.AddOrphan("n3", Orphan("m4", 4), 0);
+  failovers.Begin("n3", {"a/#"}, {"n1"}, kDeadline);
+  failovers.AddOrphan("n3", Orphan("m1", 1), 0);
+  failovers.AddOrphan("n3", Orphan("m2", 2), 0);
+  failovers.Report("n3", "n1");
+  EXPECT_THAT(Poll(failovers), ElementsAre("n3: m1,m2,m3,m4"));
+
+  failovers.AddOrphan("n4", Orphan("x2", 6), 0);
+  failovers.AddOrphan("n4", Orphan("x1", 5), 0);
+  EXPECT_THAT(Payloads(failovers.TakeOrphans("n4")), ElementsAre("x1", "x2"));
+
+  failovers.AddOrphan("n5", Orphan("y2", 8), 0);
+  failovers.AddOrphan("n5", Orphan("y1", 7), 0);
+  EXPECT_THAT(Unclaimed(failovers, kWait), ElementsAre("y1", "y2"));
 }
 
 TEST(FailoversTest, TakeOrphansReturnsThoseNoFailoverTook) {
