@@ -54,7 +54,7 @@ ClusterNode::ClusterNode(Broker* broker, TransportConfig config, int replication
       peer_timeout_(config.peer_timeout),
       transport_(std::move(config), this),
       replicator_(
-          broker, &transport_, replication_factor, [this] { return UpPeers(); },
+          broker, &transport_, replication_factor, [this] { return ReplicaCandidates(); },
           [this] {
             // Whether acks may go without a replica: in the majority (leaving or not).
             return membership_ == nullptr || membership_->HasQuorum(UpPeers());
@@ -457,6 +457,12 @@ void ClusterNode::OnOutboundUp(const std::string& peer, std::vector<Frame>* snap
     snapshot->insert(snapshot->begin(), std::make_move_iterator(claims.begin()),
                      std::make_move_iterator(claims.end()));
   }
+  // A leave under way: the peer must not place copies here (nor expect this node to keep them).
+  if (leaving_.load() && !leave_announced_.load()) {
+    Frame starting;
+    starting.mutable_leaving()->set_starting(true);
+    snapshot->push_back(std::move(starting));
+  }
   // Then what it replicates there, afresh.
   replicator_.LinkUp(peer, snapshot);
   UpdatePeer(peer, 1, -1);
@@ -494,6 +500,7 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
     if (up) state.filters.clear();
     if (up != state.logged_up) {
       state.logged_up = up;
+      if (!up) state.leaving = false;  // gone (or back later as a new start)
       changed = true;
       std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
     }
@@ -550,6 +557,34 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
   replicator_.MembersChanged();
   absl::MutexLock lock(&maintenance_mu_);
   wake_ = true;
+}
+
+std::vector<std::string> ClusterNode::ReplicaCandidates() {
+  absl::MutexLock lock(&peers_mu_);
+  std::vector<std::string> candidates;
+  for (const auto& [peer, state] : peers_) {
+    if (state.logged_up && !state.leaving) candidates.push_back(peer);
+  }
+  return candidates;
+}
+
+void ClusterNode::OnLeaveStarting(const std::string& peer) {
+  {
+    absl::MutexLock lock(&peers_mu_);
+    auto it = peers_.find(peer);
+    if (it == peers_.end() || it->second.leaving) return;
+    it->second.leaving = true;
+  }
+  std::fprintf(stderr, "meshmqd: cluster: peer %s is about to leave\n", peer.c_str());
+  replicator_.MembersChanged();
+}
+
+bool ClusterNode::LowerPeerLeaving() {
+  absl::MutexLock lock(&peers_mu_);
+  for (const auto& [peer, state] : peers_) {
+    if (state.logged_up && state.leaving && peer < node_id_) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> ClusterNode::UpPeers() {
@@ -635,7 +670,11 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
       failovers_.Report(frame.failover_done().node(), peer);
       break;
     case Frame::kLeaving:
-      OnLeaving(peer);
+      if (frame.leaving().starting()) {
+        OnLeaveStarting(peer);
+      } else {
+        OnLeaving(peer);
+      }
       break;
     case Frame::kWillCopy:
       OnWillCopy(peer, frame.will_copy());
@@ -1054,8 +1093,15 @@ void ClusterNode::NoteTaken(storage::LoadedSession* session) {
 bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owner) {
   std::optional<storage::LoadedSession> session = replicas_->Take(client_id);
   if (!session) return false;
-  CLUSTER_DEBUG("taking over ", client_id, " of ", owner, " (", session->messages.size(),
-                " messages)");
+  if (ClusterDebugEnabled()) {
+    std::string payloads;
+    for (const auto& m : session->messages) {
+      absl::StrAppend(&payloads, " ", m.queued.message().payload().substr(0, 24),
+                      m.inflight ? "(in flight)" : "");
+    }
+    CLUSTER_DEBUG("taking over ", client_id, " of ", owner, " (", session->messages.size(),
+                  " messages:", payloads, ")");
+  }
   Claim(client_id);
   if (session->record.replica_owner().empty()) session->record.set_replica_owner(owner);
   NoteTaken(&*session);
@@ -1073,7 +1119,12 @@ bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owne
 }
 
 void ClusterNode::TakeOverOrphanedSessions() {
-  if (replicas_ == nullptr || !serving_.load()) return;
+  if (replicas_ == nullptr) return;
+  // A node leaving takes over too until it announces its own leave (a peer that left before it
+  // may have had copies here, placed before it heard of this leave); its leave then hands them on.
+  const bool leaving_in_quorum = leaving_.load() && !leave_announced_.load() &&
+                                 membership_ != nullptr && membership_->HasQuorum(UpPeers());
+  if (!serving_.load() && !leaving_in_quorum) return;
   const int64_t now_ms = MonotonicMillis();
   const int64_t timeout_ms = absl::ToInt64Milliseconds(peer_timeout_);
   // Which owners are gone: left, or down (or never seen since this node started) for the timeout.
@@ -1143,7 +1194,8 @@ void ClusterNode::TakeOverOrphanedSessions() {
   }
 }
 
-void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
+std::function<void()> ClusterNode::Redeliver(const std::string& node,
+                                             Failovers::Orphan orphan) {
   broker_->counters().cluster_orphans_redelivered.Increment();
   storage::StoredMessage record = Persistence::ToRecord(*orphan.message);
   // The node it went to may have delivered it before the link dropped: a QoS 2 session that had
@@ -1171,7 +1223,10 @@ void ClusterNode::Redeliver(const std::string& node, Failovers::Orphan orphan) {
                 /*droppable=*/false);
   }
   DeliverToTaken(node, orphan.message);
-  AfterDurable([tally] { tally->Add(true); });
+  // The local part of the tally is added by the caller once every orphan is delivered: an ack
+  // now would let the publisher send its next message, which could reach a session here
+  // before the orphans still to come.
+  return [tally] { tally->Add(true); };
 }
 
 void ClusterNode::DeliverToTaken(const std::string& node, const MessagePtr& message) {
@@ -1201,9 +1256,20 @@ void ClusterNode::CompleteFailovers() {
   std::vector<Failovers::Orphan> unclaimed;
   for (Failovers::Completed& completed :
        failovers_.Poll(MonotonicMillis(), &resumes, &unclaimed)) {
-    for (Failovers::Orphan& orphan : completed.orphans) {
-      Redeliver(completed.node, std::move(orphan));
+    if (ClusterDebugEnabled() && !completed.orphans.empty()) {
+      CLUSTER_DEBUG("failover of ", completed.node, " complete: redelivering ",
+                    completed.orphans.size(), " orphans, first ",
+                    completed.orphans.front().message->payload.substr(0, 24), " last ",
+                    completed.orphans.back().message->payload.substr(0, 24));
     }
+    std::vector<std::function<void()>> delivered;
+    for (Failovers::Orphan& orphan : completed.orphans) {
+      delivered.push_back(Redeliver(completed.node, std::move(orphan)));
+    }
+    // Acknowledged only once all of them are delivered here (and durable, as any delivery).
+    AfterDurable([delivered = std::move(delivered)] {
+      for (const auto& add : delivered) add();
+    });
   }
   // No failover took them (none began in time): refused, so their publishers send them again.
   for (Failovers::Orphan& orphan : unclaimed) orphan.answer(false);
@@ -1288,11 +1354,29 @@ void ClusterNode::Leave(absl::Duration timeout) {
   leaving_.store(true);
   serving_.store(false);
   std::fprintf(stderr, "meshmqd: cluster: leaving\n");
+  // First of all: peers stop placing copies here, and move those they have here to nodes that
+  // stay.
+  {
+    Frame starting;
+    starting.mutable_leaving()->set_starting(true);
+    SendToUpPeers(starting);
+  }
   broker_->CloseAllClients("this node is leaving the cluster", codec::reason::kServerShuttingDown,
                            false);
   // The closes update the sessions (offline since now), and every change reaches the replicas.
   const absl::Time deadline = absl::Now() + timeout;
   if (transport_.UpPeers().empty()) return;  // alone: nobody to hand anything to
+  // Nodes told to leave together (a scale-down) hear of each other within a heartbeat; then they
+  // leave one at a time, lowest node id first. A later one's copies of an earlier one's
+  // sessions are taken over here before this node hands on what it has.
+  absl::SleepFor(2 * heartbeat_interval_);
+  while (absl::Now() < deadline && LowerPeerLeaving()) absl::SleepFor(absl::Milliseconds(20));
+  if (ReplicaCandidates().empty()) {
+    // Every peer is leaving too (the whole cluster stops): the sessions stay in this node's
+    // store for its next start.
+    std::fprintf(stderr, "meshmqd: cluster: every peer is leaving too: sessions stay here\n");
+    return;
+  }
   int quiet = 0;
   while (absl::Now() < deadline && quiet < 3) {
     absl::SleepFor(absl::Milliseconds(20));

@@ -165,6 +165,13 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void UpdatePeer(const std::string& peer, int outbound, int synced);
   // Peers that are up (both links, routes synced).
   std::vector<std::string> UpPeers();
+  // Up peers that are not leaving: where session copies may go.
+  std::vector<std::string> ReplicaCandidates();
+  // `peer` began to leave: copies on it move to peers that stay.
+  void OnLeaveStarting(const std::string& peer);
+  // True while an up peer with a lower node id is leaving too: leaves go one at a time, lowest
+  // id first, so a leaving node never has to take over the sessions of another.
+  bool LowerPeerLeaving();
   bool IsUp(const std::string& peer);
 
   // --- A CONNECT resuming a session that may live on a peer ---
@@ -200,7 +207,8 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void NoteTaken(storage::LoadedSession* session);
   void CompleteFailovers();
   // Delivers a forward its first receiver died with (or sends it back to that node).
-  void Redeliver(const std::string& node, Failovers::Orphan orphan);
+  // Returns what completes the orphan's local part (to run once every orphan is delivered).
+  std::function<void()> Redeliver(const std::string& node, Failovers::Orphan orphan);
   void SendToUpPeers(const Frame& frame);
   // Delivers an orphan of `node` to the sessions taken from it here; one still on its way in
   // (adopted, not imported yet) gets it once it is.
@@ -315,6 +323,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     bool outbound = false;  // our link to it is up
     bool synced = false;    // its link to us is up and its route snapshot arrived
     bool logged_up = false;
+    bool leaving = false;  // it began to leave (Leaving.starting): no new copies go there
     std::vector<std::string> filters;  // its routes when it went down
   };
   mutable absl::Mutex peers_mu_;  // mutable: the metrics views read peers_

@@ -6,6 +6,7 @@ Each test starts its own cluster (nodes A, B, C = 0, 1, 2) with a 1 s peer timeo
 suite under tests/fault does the same with network namespaces, partitions and many messages.
 """
 
+import threading
 import time
 import unittest
 
@@ -90,6 +91,34 @@ class FailoverTest(ClusterCase):
         self.assertEqual(self.payloads(c, b"after-leave"), [b"after-leave"])
         self.assertIn("took over 1 sessions of %s" % cluster[B].node_id,
                       cluster[A].log_tail(200) + cluster[C].log_tail(200))
+
+    def test_nodes_leaving_together_hand_every_session_to_the_nodes_that_stay(self):
+        """A scale-down from 5 nodes to 2: SIGTERM to three nodes at once. Each has persistent
+        sessions with a queued message; every one resumes on a node that stays, with Session
+        Present and its message. (The leaving nodes hear of each other and leave one at a
+        time; without that, one took over another's sessions after announcing its own leave.)"""
+        cluster = self.start_cluster(5)
+        t = self.topic()
+        sessions = []  # (client_id, topic)
+        for node in (2, 3, 4):
+            for k in range(4):
+                topic = "%s/%d/%d" % (t, node, k)
+                sessions.append((self.persistent_subscriber(node, topic, qos=1), topic))
+        pub = Publisher(self, 0)
+        for _, topic in sessions:
+            pub.publish(topic, b"queued", qos=1)
+        codes = {}
+        threads = [threading.Thread(target=lambda n=n: codes.__setitem__(
+            n, cluster.stop_node(n, timeout=60.0))) for n in (2, 3, 4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(codes, {2: 0, 3: 0, 4: 0},
+                         "\n".join(cluster[n].log_tail(30) for n in (2, 3, 4)))
+        for i, (client_id, topic) in enumerate(sessions):
+            c = self.resume(i % 2, client_id)
+            self.assertEqual(self.payloads(c, b"queued"), [b"queued"], client_id)
 
     def test_will_of_a_client_on_a_killed_node_is_published_by_a_survivor(self):
         """A client with a will connected to B; B killed with SIGKILL: the will reaches a
