@@ -16,6 +16,12 @@ for package in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
     missing+=("$package")
 done
+# The deploy tests (tests/deploy) fetch helm and Kubernetes' schemas with npm. Judged by the
+# commands, not the packages: a Node.js from elsewhere (nodesource's nodejs carries its own npm)
+# must not be replaced by Debian's.
+if [[ "${1:-}" == "--with-tests" ]] && ! { command -v node && command -v npm; } >/dev/null; then
+  missing+=(nodejs npm)
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 sudo=""
