@@ -500,6 +500,7 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
     if (up) state.filters.clear();
     if (up != state.logged_up) {
       state.logged_up = up;
+      if (up) state.ever_up = true;
       if (!up) state.leaving = false;  // gone (or back later as a new start)
       changed = true;
       std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
@@ -1536,6 +1537,28 @@ bool ClusterNode::Ready(std::string* why) const {
                           " of the other ",
                           std::max<size_t>(membership_->members().size(), 1) - 1, " members");
       return false;
+    }
+  }
+  // Just started: a node that takes clients before it is linked with a peer it knows of (a seed,
+  // a DNS answer, a node gossiped about) acknowledges subscriptions that peer does not know yet,
+  // and its publishes miss that peer's subscribers. So it is not ready until it is linked with
+  // every one, or for as long as a live one would take to link, as when it starts to serve.
+  const int64_t settle_ms = 3 * absl::ToInt64Milliseconds(peer_timeout_) + 2000;
+  // (Peers that were linked and went down since are the quorum's business, above.)
+  if (MonotonicMillis() - started_ms_ < settle_ms) {
+    for (const Transport::PeerInfo& peer : transport_.Peers()) {
+      if (peer.node_id == node_id_) continue;
+      bool ever_up = false;
+      if (!peer.node_id.empty()) {
+        absl::MutexLock lock(&peers_mu_);
+        auto it = peers_.find(peer.node_id);
+        ever_up = it != peers_.end() && it->second.ever_up;
+      }
+      if (!ever_up) {
+        *why = absl::StrCat("linking with ",
+                            peer.node_id.empty() ? peer.address : peer.node_id);
+        return false;
+      }
     }
   }
   return true;

@@ -324,6 +324,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     bool synced = false;    // its link to us is up and its route snapshot arrived
     bool logged_up = false;
     bool leaving = false;  // it began to leave (Leaving.starting): no new copies go there
+    bool ever_up = false;  // up at least once since this node started (Ready)
     std::vector<std::string> filters;  // its routes when it went down
   };
   mutable absl::Mutex peers_mu_;  // mutable: the metrics views read peers_

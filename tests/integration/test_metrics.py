@@ -10,6 +10,7 @@ broker counts what a client did a moment after the client's call returns.
 """
 
 import re
+import socket
 import unittest
 import urllib.error
 import urllib.request
@@ -321,6 +322,22 @@ class HttpListenerTest(unittest.TestCase):
         b = self.broker(http_listen="off").start()
         self.assertIsNone(b.http_port)
         self.assertNotIn("listening on http", b.stderr.text())
+
+    def test_not_ready_while_a_known_peer_is_not_linked(self):
+        """Just started, a node is not ready while a peer it was given is not linked (it would
+        take subscriptions that peer does not know of); after the settle time (3 peer timeouts
+        and 2 s) it is, since that peer may be gone for good."""
+        with socket.socket() as unused:  # a port nobody listens on: the seed never answers
+            unused.bind((HOST, 0))
+            seed = "%s:%d" % (HOST, unused.getsockname()[1])
+        b = self.broker(cluster_listen="%s:0" % HOST, peers=seed,
+                        cluster_peer_timeout="1s").start()
+        code, _, body = http_get(b.http_port, "/readyz")
+        self.assertEqual(code, 503, body)
+        self.assertIn("linking with " + seed, body)
+        self.assertEqual(http_get(b.http_port, "/healthz")[0], 200)
+        wait_for(lambda: http_get(b.http_port, "/readyz")[0] == 200, TIMEOUT,
+                 message="still not ready after the settle time")
 
     def test_a_taken_port_stops_the_node_naming_it(self):
         first = self.broker().start()
