@@ -76,6 +76,15 @@ absl::Status ClusterNode::Start() {
   if (!replicas.ok()) return replicas.status();
   replicas_ = std::move(*replicas);
   membership_ = std::make_unique<Membership>(node_id_, data_dir + "/cluster_members");
+  // The claims on the sessions restored from the store: a copy a peer took over while this node
+  // was away carries a later one, and wins; an older copy on a node that returns loses.
+  {
+    absl::MutexLock lock(&claims_mu_);
+    for (const std::string& client_id : broker_->sessions().ClientIds()) {
+      std::shared_ptr<Session> session = broker_->sessions().Find(client_id);
+      if (session != nullptr && session->claim() != 0) claims_[client_id] = session->claim();
+    }
+  }
   // A node that remembers a cluster serves once it hears from most of it.
   CheckQuorum();
   replicator_.Start();
@@ -921,8 +930,21 @@ void ClusterNode::SessionImported(const std::string& client_id) {
 
 void ClusterNode::Claim(const std::string& client_id) {
   const uint64_t hlc = broker_->clock().Now();
+  {
+    absl::MutexLock lock(&claims_mu_);
+    claims_[client_id] = hlc;
+  }
+  // A session here already (a takeover adopted into it, or a CONNECT asking for its own): its
+  // record keeps the claim. One made after this gets it as it is attached or imported.
+  if (std::shared_ptr<Session> session = broker_->sessions().Find(client_id)) {
+    session->set_claim(hlc);
+  }
+}
+
+uint64_t ClusterNode::ClaimOf(const std::string& client_id) {
   absl::MutexLock lock(&claims_mu_);
-  claims_[client_id] = hlc;
+  auto it = claims_.find(client_id);
+  return it == claims_.end() ? 0 : it->second;
 }
 
 std::optional<storage::LoadedSession> ClusterNode::TakeReplicaCopy(

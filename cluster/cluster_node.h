@@ -129,6 +129,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   void DeliverTo(const std::string& node, const std::string& client_id,
                  const QueuedMessage& queued) override;
   void SessionImported(const std::string& client_id) override;
+  uint64_t ClaimOf(const std::string& client_id) override;
   int64_t move_grace_ms() const override { return move_grace_ms_; }
   bool Serving() const override { return serving_.load(std::memory_order_acquire); }
   bool HoldPublish(std::string_view topic, std::function<void()> resume) override;

@@ -459,6 +459,8 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
   }
   std::shared_ptr<Session> session = sessions_.Restore(loaded, MonotonicMillis());
   if (cluster_ != nullptr) {
+    // The claim of this node (the copy brought its old owner's), stored with the record below.
+    session->set_claim(cluster_->ClaimOf(loaded.client_id));
     // Copies of what it brought along may still arrive through its old node's stand-in, and
     // copies of what arrives directly from now on may follow that way too: tracked before the
     // session is in the routing index.

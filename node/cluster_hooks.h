@@ -73,6 +73,9 @@ class ClusterHooks {
   // The session of `client_id` arrived here (Broker::ImportSession): what its old node
   // forwarded before it was in place can be delivered now.
   virtual void SessionImported(const std::string& client_id) = 0;
+  // This node's claim on `client_id`'s session (0: none), which the session stores with its
+  // record (Session::set_claim) so that it outlives a restart.
+  virtual uint64_t ClaimOf(const std::string& client_id) = 0;
   // How long, in ms, a moved session is followed on its old node (messages forwarded after it)
   // and on its new one (copies that arrive twice dropped).
   virtual int64_t move_grace_ms() const = 0;

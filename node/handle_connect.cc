@@ -268,6 +268,9 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
     if (!attach.session_present) broker_->PublishWill(pending_will);
   }
   session_ = std::move(attach.session);
+  // The claim this CONNECT made on the client id (ClusterNode::TakeSession), kept with the
+  // session's record so that it outlives a restart of this node.
+  if (ClusterHooks* cluster = broker_->cluster()) session_->set_claim(cluster->ClaimOf(client_id()));
   state_ = State::kConnected;
   worker_->mutable_stats().connects.fetch_add(1, std::memory_order_relaxed);
   if (will_ != nullptr && broker_->cluster() != nullptr) {

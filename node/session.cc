@@ -17,9 +17,27 @@ Session::Session(std::string client_id, uint32_t expiry_interval, Persistence* p
 void Session::JournalSessionLocked() {
   if (!journaling()) return;
   storage::Batch batch;
-  batch.PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
-                                                     subscriptions_));
+  batch.PutSession(client_id_, RecordLocked());
   persistence_->Submit(std::move(batch));
+}
+
+storage::SessionRecord Session::RecordLocked() const {
+  storage::SessionRecord record =
+      Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_, subscriptions_);
+  record.set_claim(claim_);
+  return record;
+}
+
+uint64_t Session::claim() const {
+  absl::MutexLock lock(&mu_);
+  return claim_;
+}
+
+void Session::set_claim(uint64_t claim) {
+  absl::MutexLock lock(&mu_);
+  if (claim_ == claim) return;
+  claim_ = claim;
+  JournalSessionLocked();
 }
 
 void Session::JournalForgetLocked(const QueuedMessage& queued) {
@@ -376,6 +394,7 @@ size_t Session::inflight_count() const {
 void Session::Restore(const storage::LoadedSession& loaded) {
   absl::MutexLock lock(&mu_);
   expiry_interval_ = loaded.record.expiry_interval();
+  claim_ = loaded.record.claim();
   // A session whose node died while it was connected went offline at the restart.
   disconnected_at_unix_ms_ = loaded.record.disconnected_at_unix_ms() != 0
                                  ? loaded.record.disconnected_at_unix_ms()
@@ -486,8 +505,7 @@ void Session::WithSnapshot(const std::function<void(storage::Batch&&, bool persi
 }
 
 void Session::AddEverythingLocked(storage::Batch* batch) const {
-  batch->PutSession(client_id_, Persistence::ToRecord(expiry_interval_, disconnected_at_unix_ms_,
-                                                      subscriptions_));
+  batch->PutSession(client_id_, RecordLocked());
   for (const Inflight& f : inflight_) {
     if (f.queued.seq == 0) continue;
     storage::QueuedRecord queued;

@@ -238,6 +238,10 @@ class Session {
   storage::LoadedSession DiscardAndExport(Fn&& erase_filter_from_trie);
   // Writes all of the session to the store: a session that arrived from another node.
   void JournalEverything();
+  // In a cluster: this node's claim on the session (an HLC stamp; 0: none), stored with its
+  // record so that a restart keeps it. Setting a new one writes the record.
+  uint64_t claim() const;
+  void set_claim(uint64_t claim);
   // Calls `fn`, under the session's lock, with a batch that writes all of the session as
   // JournalEverything would (empty, and `persistent` false, if the session is not stored): so
   // no change of the session slips between the snapshot and what `fn` does with it. For the
@@ -286,6 +290,7 @@ class Session {
   }
   // Writes the session's record (expiry, subscriptions, offline time) if journaling.
   void JournalSessionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  storage::SessionRecord RecordLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Deletes the stored copy of a message that leaves the session, if it has one.
   void JournalForgetLocked(const QueuedMessage& queued) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<Inflight>::iterator FindInflight(uint16_t packet_id)
@@ -302,6 +307,7 @@ class Session {
 
   mutable absl::Mutex mu_;
   uint32_t expiry_interval_ ABSL_GUARDED_BY(mu_);
+  uint64_t claim_ ABSL_GUARDED_BY(mu_) = 0;  // the cluster's claim stamp (claim())
   std::optional<SessionOwner> owner_ ABSL_GUARDED_BY(mu_);
   std::optional<std::string> username_ ABSL_GUARDED_BY(mu_);
   bool flush_scheduled_ ABSL_GUARDED_BY(mu_) = false;

@@ -74,6 +74,32 @@ class FailoverTest(ClusterCase):
         self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"])
         c.expect_nothing_before_ping()
 
+    def test_restarted_survivor_keeps_the_session_it_took_over(self):
+        """B is killed; its session is taken over by A or C, which is then killed and restarted
+        too, before B returns. The taken-over session's claim was stored with it, so it still
+        wins over B's stale copy: resuming on B gives the message from while B was down.
+        (Claims used to live in memory only; after the restart both copies claimed 0 and the
+        higher node id's stale copy could win.)"""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id = self.persistent_subscriber(B, t, qos=1)
+        pub = Publisher(self, A)
+        pub.publish(t, b"old", qos=1)
+        cluster.kill_node(B)
+        pub.publish(t, b"while-down", qos=1, timeout=self.down_deadline + TIMEOUT)
+        took = "took over 1 sessions of %s" % cluster[B].node_id
+        taker, = self.poll(lambda: next(([n] for n in (A, C) if took in cluster[n].log_tail(200)),
+                                        None),
+                          TIMEOUT, lambda: "nobody took the session over:\n" + "\n".join(
+                              cluster[n].log_tail(40) for n in (A, C)))
+        cluster.restart_node(taker, kill=True)
+        cluster.wait_formed()
+        cluster.start_node(B)
+        cluster.wait_formed()
+        c = self.resume(B, client_id)
+        got = self.collect(c, b"while-down")
+        self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"])
+
     def test_graceful_leave_hands_sessions_over(self):
         """SIGTERM on B (a graceful leave) hands its sessions to the replicas before it exits:
         its live client is closed, messages published after B is gone are queued for the
