@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/event_loop.h"
+#include "node/log.h"
 #include "node/persistence.h"
 #include "node/shared_subscriptions.h"
 #include "node/topic.h"
@@ -512,7 +513,7 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
       if (up) state.ever_up = true;
       if (!up) state.leaving = false;  // gone (or back later as a new start)
       changed = true;
-      std::fprintf(stderr, "meshmqd: cluster: peer %s %s\n", peer.c_str(), up ? "up" : "down");
+      Log(LogLevel::kInfo, "meshmqd: cluster: peer %s %s", peer.c_str(), up ? "up" : "down");
     }
   }
   // Forwards it never acknowledged become orphans when our link to it drops: its failover
@@ -585,7 +586,7 @@ void ClusterNode::OnLeaveStarting(const std::string& peer) {
     if (it == peers_.end() || it->second.leaving) return;
     it->second.leaving = true;
   }
-  std::fprintf(stderr, "meshmqd: cluster: peer %s is about to leave\n", peer.c_str());
+  Log(LogLevel::kInfo, "meshmqd: cluster: peer %s is about to leave", peer.c_str());
   replicator_.MembersChanged();
 }
 
@@ -1011,7 +1012,7 @@ void ClusterNode::OnLeaving(const std::string& peer) {
     loss.taken.clear();  // a new loss: what was taken before was redelivered long ago
   }
   if (membership_) membership_->Remove(peer);
-  std::fprintf(stderr, "meshmqd: cluster: peer %s is leaving\n", peer.c_str());
+  Log(LogLevel::kInfo, "meshmqd: cluster: peer %s is leaving", peer.c_str());
   TakeOverOrphanedSessions();
 }
 
@@ -1194,7 +1195,7 @@ void ClusterNode::TakeOverOrphanedSessions() {
   }
   PublishOrphanedWills(is_gone);
   for (const auto& [owner, count] : taken) {
-    std::fprintf(stderr, "meshmqd: cluster: took over %d sessions of %s\n", count, owner.c_str());
+    Log(LogLevel::kInfo, "meshmqd: cluster: took over %d sessions of %s", count, owner.c_str());
   }
   // Report, once per loss, that this node is done with each gone node: after the routes of
   // what it took, on the same links.
@@ -1337,7 +1338,7 @@ void ClusterNode::CheckQuorum() {
   }
   if (serving_.exchange(quorum) == quorum) return;
   if (quorum) {
-    std::fprintf(stderr, "meshmqd: cluster: serving (in touch with most of the cluster)\n");
+    Log(LogLevel::kInfo, "meshmqd: cluster: serving (in touch with most of the cluster)");
     return;
   }
   {
@@ -1346,9 +1347,9 @@ void ClusterNode::CheckQuorum() {
     for (auto& [node, loss] : losses_) loss.trusted = false;
   }
   if (leaving_.load()) return;
-  std::fprintf(stderr,
-               "meshmqd: cluster: not serving: cut off from most of the cluster (members: %zu)\n",
-               membership_->members().size());
+  Log(LogLevel::kWarning,
+      "meshmqd: cluster: not serving: cut off from most of the cluster (members: %zu)",
+      membership_->members().size());
   // Its clients' sessions are taken over on the other side: they are to go there, without
   // wills (the other side publishes those).
   broker_->CloseAllClients("this node is cut off from most of the cluster",
@@ -1376,7 +1377,7 @@ void ClusterNode::MaintenanceLoop() {
 void ClusterNode::Leave(absl::Duration timeout) {
   leaving_.store(true);
   serving_.store(false);
-  std::fprintf(stderr, "meshmqd: cluster: leaving\n");
+  Log(LogLevel::kInfo, "meshmqd: cluster: leaving");
   // First of all: peers stop placing copies here, and move those they have here to nodes that
   // stay.
   {
@@ -1397,7 +1398,7 @@ void ClusterNode::Leave(absl::Duration timeout) {
   if (ReplicaCandidates().empty()) {
     // Every peer is leaving too (the whole cluster stops): the sessions stay in this node's
     // store for its next start.
-    std::fprintf(stderr, "meshmqd: cluster: every peer is leaving too: sessions stay here\n");
+    Log(LogLevel::kInfo, "meshmqd: cluster: every peer is leaving too: sessions stay here");
     return;
   }
   int quiet = 0;
@@ -1442,8 +1443,8 @@ void ClusterNode::Leave(absl::Duration timeout) {
     std::vector<std::string> replicas = replicator_.Choose(client_id);
     return replicas.empty() ? std::string() : replicas.front();
   });
-  std::fprintf(stderr, "meshmqd: cluster: left (%zu of %zu peers answered)\n", answers->count,
-               peers.size());
+  Log(LogLevel::kInfo, "meshmqd: cluster: left (%zu of %zu peers answered)", answers->count,
+      peers.size());
 }
 
 // --- Admin -------------------------------------------------------------------------------------
@@ -1495,8 +1496,8 @@ absl::Status ClusterNode::ForgetMember(const std::string& node, bool* was_member
     return up_here();
   }
   if (*was_member) {
-    std::fprintf(stderr, "meshmqd: cluster: forgot member %s (removed by an operator)\n",
-                 node.c_str());
+    Log(LogLevel::kInfo, "meshmqd: cluster: forgot member %s (removed by an operator)",
+        node.c_str());
   }
   replicator_.MembersChanged();
   absl::MutexLock lock(&maintenance_mu_);

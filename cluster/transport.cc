@@ -41,6 +41,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "node/log.h"
 #include "proto/cluster.grpc.pb.h"
 
 namespace meshmq::cluster {
@@ -51,8 +52,6 @@ constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
 // How long Stop lets the gRPC server wait for calls before cancelling them (ours are all
 // finished by then; this only bounds a Handler that is slow to answer TakeSession).
 constexpr absl::Duration kShutdownGrace = absl::Seconds(1);
-
-void Log(const std::string& line) { std::fprintf(stderr, "meshmqd: cluster: %s\n", line.c_str()); }
 
 // The host part of HOST:PORT ("[::1]:7883" gives "[::1]").
 std::string HostOf(const std::string& address) {
@@ -326,8 +325,8 @@ class Transport::Impl::OutboundLink : public grpc::ClientBidiReactor<FrameBatch,
     }
     if (timed_out) {
       impl_->stats_.peer_timeouts.fetch_add(1, std::memory_order_relaxed);  // before the cancel
-      Log(absl::StrCat("link to ", dialler_->address, " timed out (no reply for ",
-                       absl::FormatDuration(impl_->config_.peer_timeout), ")"));
+      Log(LogLevel::kWarning, "meshmqd: cluster: link to %s timed out (no reply for %s)",
+          dialler_->address.c_str(), absl::FormatDuration(impl_->config_.peer_timeout).c_str());
       context_.TryCancel();
     }
   }
@@ -522,8 +521,8 @@ class Transport::Impl::InboundLink : public grpc::ServerBidiReactor<FrameBatch, 
       Finish(Unavailable("no frame within the peer timeout"));
       peer = peer_.empty() ? "an unnamed peer" : peer_;
     }
-    Log(absl::StrCat("link from ", peer, " timed out (silent for ",
-                     absl::FormatDuration(impl_->config_.peer_timeout), ")"));
+    Log(LogLevel::kWarning, "meshmqd: cluster: link from %s timed out (silent for %s)",
+        peer.c_str(), absl::FormatDuration(impl_->config_.peer_timeout).c_str());
   }
 
   // Frame `seq` is handled. Any thread, even after the transport is gone.
@@ -771,8 +770,8 @@ absl::Status Transport::Impl::Start() {
     if (!IsWildcardHost(listen_host)) self_addresses_.insert(absl::StrCat(listen_host, ":", port_));
     for (const std::string& seed : config_.seeds) AddAddressLocked(seed);
   }
-  Log(absl::StrCat("node ", config_.node_id, " listening on port ", port_, ", advertised as ",
-                   advertise_));
+  Log(LogLevel::kInfo, "meshmqd: cluster: node %s listening on port %d, advertised as %s",
+      config_.node_id.c_str(), port_, advertise_.c_str());
   timer_ = std::thread([this] { TimerLoop(); });
   if (!config_.peers_dns.empty()) dns_ = std::thread([this] { DnsLoop(); });
   return absl::OkStatus();
@@ -812,7 +811,7 @@ void Transport::Impl::Stop() {
   if (server_ != nullptr) server_->Shutdown(absl::ToChronoTime(absl::Now() + kShutdownGrace));
   life_mu_.LockWhen(absl::Condition(this, &Impl::QuiescentLocked));
   life_mu_.Unlock();
-  if (started_) Log(absl::StrCat("node ", config_.node_id, " stopped"));
+  if (started_) Log(LogLevel::kInfo, "meshmqd: cluster: node %s stopped", config_.node_id.c_str());
 }
 
 Transport::Impl::Dialler* Transport::Impl::AddAddressLocked(const std::string& address) {
@@ -955,7 +954,7 @@ bool Transport::Impl::LinkNamed(const std::shared_ptr<OutboundLink>& link,
     absl::MutexLock lock(&mu_);
     Dialler& dialler = *link->dialler();
     if (node.empty()) {
-      Log(absl::StrCat(address, " did not say its node id"));
+      Log(LogLevel::kWarning, "meshmqd: cluster: %s did not say its node id", address.c_str());
       return false;
     }
     if (node == config_.node_id) {
@@ -972,10 +971,11 @@ bool Transport::Impl::LinkNamed(const std::shared_ptr<OutboundLink>& link,
   }
   if (self) {
     // Also what two nodes given the same --node_id see of each other.
-    Log(absl::StrCat(address, " is this node (", node, "): not dialled again"));
+    Log(LogLevel::kInfo, "meshmqd: cluster: %s is this node (%s): not dialled again",
+        address.c_str(), node.c_str());
     return false;
   }
-  Log(absl::StrCat("link to ", node, " (", address, ") up"));
+  Log(LogLevel::kDebug, "meshmqd: cluster: link to %s (%s) up", node.c_str(), address.c_str());
   PostEvent([this, link, node] {
     std::vector<Frame> snapshot;
     handler_->OnOutboundUp(node, &snapshot);
@@ -1001,8 +1001,9 @@ void Transport::Impl::LinkEnded(const std::shared_ptr<OutboundLink>& link, bool 
     timer_cv_.Signal();
   }
   if (was_up) {
-    Log(absl::StrCat("link to ", peer, " (", link->dialler()->address, ") down: ",
-                     status.error_message().empty() ? "stream ended" : status.error_message()));
+    Log(LogLevel::kInfo, "meshmqd: cluster: link to %s (%s) down: %s", peer.c_str(),
+        link->dialler()->address.c_str(),
+        status.error_message().empty() ? "stream ended" : status.error_message().c_str());
   }
 }
 
@@ -1046,7 +1047,8 @@ void Transport::Impl::InboundHello(const std::shared_ptr<InboundLink>& link) {
     }
   }
   if (old != nullptr) old->FinishOnce(Unavailable("replaced by a newer link from the same node"));
-  Log(absl::StrCat("link from ", peer, " (", link->advertise(), ") up"));
+  Log(LogLevel::kDebug, "meshmqd: cluster: link from %s (%s) up", peer.c_str(),
+      link->advertise().c_str());
   PostEvent([this, link, peer, replaced = old != nullptr] {
     if (replaced) handler_->OnInboundDown(peer);
     handler_->OnInboundUp(peer);
@@ -1071,7 +1073,7 @@ void Transport::Impl::InboundEnded(const std::shared_ptr<InboundLink>& link) {
     CallEnded();
     return;
   }
-  Log(absl::StrCat("link from ", link->peer(), " down"));
+  Log(LogLevel::kInfo, "meshmqd: cluster: link from %s down", link->peer().c_str());
   PostEvent([this, peer = link->peer()] {
     handler_->OnInboundDown(peer);
     CallEnded();

@@ -620,7 +620,8 @@ class ClusterChangeTest(ClusterTestCase):
 @meshmq_only("meshmqctl is meshmq's")
 class LogLevelTest(ClusterTestCase):
     """`log-level` governs the node's own log, not only the admin's lines: connects logged at
-    info (--log_connections) stop at `error` and come back at `info`, on every node."""
+    info (--log_connections) stop at `error` and come back at `info`, on every node; so do the
+    cluster's lines (peers down and up at info, links up at debug)."""
 
     cluster_size = 0
 
@@ -662,6 +663,69 @@ class LogLevelTest(ClusterTestCase):
             text = node.stderr.text()
             self.assertIn("meshmqd: admin: log level error", text)
             self.assertIn("meshmqd: admin: log level info", text)
+
+    def up_peers(self, ctl, nodes):
+        """Per node of `nodes`, the peers it is up with, from `status` (read under the lock the
+        "peer X up|down" line is written under: once it shows, the line is in the log or never
+        will be)."""
+        reply = ctl.json("status", node=nodes[0])
+        by_id = {n["node_id"]: n for n in reply["nodes"]}
+        return {i: {p["node_id"] for p in by_id[self.cluster[i].node_id]["peers"] if p["up"]}
+                if self.cluster[i].node_id in by_id else None for i in nodes}
+
+    @staticmethod
+    def lines_before(node, start, text):
+        """node's log lines from index start up to the first with text in it (as a one-item
+        list's item, so that none is still an answer); None until that line is written."""
+        lines = node.stderr.snapshot()
+        for k in range(start, len(lines)):
+            if text in lines[k]:
+                return [lines[start:k]]
+        return None
+
+    def test_cluster_lines_follow_the_log_level(self):
+        """Peers going down and coming back (info) are not logged at `warning`, and are again at
+        `info`; links coming up are debug, not logged at `info`."""
+        cluster = self.start_cluster(3)
+        ctl = Ctl(self, None)
+        c_id = cluster[C].node_id
+        about_c = re.compile(r"meshmqd: cluster: (peer %s (up|down)\s*$|link (to|from) %s .*down)"
+                             % (re.escape(c_id), re.escape(c_id)))
+
+        ctl.ok("log-level", "warning", node=A)
+        start = {}
+        for i in (A, B):
+            wait_for(lambda: "meshmqd: admin: log level warning" in cluster[i].stderr.text(),
+                     message="%s did not take the level" % cluster[i].node_id)
+            start[i] = len(cluster[i].stderr.snapshot())
+        # C stops and comes back: A and B see it go and return, and say nothing of it.
+        cluster.stop_node(C)
+        wait_for(lambda: all(c_id not in up for up in self.up_peers(ctl, [A, B]).values()),
+                 cluster.peer_timeout + TIMEOUT, message="A and B did not see C go")
+        cluster.start_node(C)
+        wait_for(lambda: all(up is not None and len(up) == 2
+                             for up in self.up_peers(ctl, [A, B, C]).values()),
+                 cluster.FORM_TIMEOUT, message="C did not come back")
+
+        ctl.ok("log-level", "info", node=A)
+        for i in (A, B):
+            # Anything A or B wrote of C meanwhile is before the line saying the level changed.
+            [window] = wait_for(lambda: self.lines_before(cluster[i], start[i],
+                                                          "meshmqd: admin: log level info"),
+                                message="%s did not take the level" % cluster[i].node_id)
+            said = [line for line in window if about_c.search(line)]
+            self.assertEqual(said, [], "%s logged C at level warning" % cluster[i].node_id)
+
+        # At info, the same again is logged: C down on A and B, then up (the harness waits for
+        # those very lines) ...
+        cluster.stop_node(C)
+        cluster.wait_peer_down(C)
+        cluster.start_node(C)
+        cluster.wait_formed()
+        # ... but not the links coming up (debug), which come before "peer X up".
+        for i in (A, B):
+            self.assertNotRegex(cluster[i].stderr.text(),
+                                r"meshmqd: cluster: link (to|from) %s \(.*\) up" % re.escape(c_id))
 
 
 @meshmq_only("meshmqctl is meshmq's")
