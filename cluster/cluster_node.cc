@@ -1121,7 +1121,9 @@ bool ClusterNode::TakeOver(const std::string& client_id, const std::string& owne
     std::string payloads;
     for (const auto& m : session->messages) {
       absl::StrAppend(&payloads, " ", m.queued.message().payload().substr(0, 24),
-                      m.inflight ? "(in flight)" : "");
+                      !m.inflight                    ? ""
+                      : m.inflight->awaiting_pubcomp() ? "(awaiting PUBCOMP)"
+                                                       : "(in flight)");
     }
     CLUSTER_DEBUG("taking over ", client_id, " of ", owner, " (", session->messages.size(),
                   " messages:", payloads, ")");
