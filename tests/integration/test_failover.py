@@ -24,6 +24,18 @@ class FailoverTest(ClusterCase):
         c.expect(connack(1, 0))
         return c
 
+    def session_fed_while_its_node_is_down(self):
+        """A 3-node cluster; a persistent session on B gets b"old", B is killed, and the
+        session (taken over elsewhere) gets b"while-down". Returns (cluster, client id)."""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id = self.persistent_subscriber(B, t, qos=1)
+        pub = Publisher(self, A)
+        pub.publish(t, b"old", qos=1)
+        cluster.kill_node(B)
+        pub.publish(t, b"while-down", qos=1, timeout=self.down_deadline + TIMEOUT)
+        return cluster, client_id
+
     def test_killed_subscriber_node_session_resumes_on_another(self):
         """B, holding a persistent session with QoS 1 and 2 messages queued, is killed with
         SIGKILL; the session is taken over by its replica, keeps queueing what A publishes (the
@@ -60,13 +72,7 @@ class FailoverTest(ClusterCase):
         """B is killed, its session taken over elsewhere and fed while it is down; B restarted
         does not resurrect its stale copy: the client resuming on B gets the messages from while
         B was down (from the session that was taken over), each once."""
-        cluster = self.start_cluster(3)
-        t = self.topic()
-        client_id = self.persistent_subscriber(B, t, qos=1)
-        pub = Publisher(self, A)
-        pub.publish(t, b"old", qos=1)
-        cluster.kill_node(B)
-        pub.publish(t, b"while-down", qos=1, timeout=self.down_deadline + TIMEOUT)
+        cluster, client_id = self.session_fed_while_its_node_is_down()
         cluster.start_node(B)
         cluster.wait_formed()
         c = self.resume(B, client_id)
@@ -80,13 +86,7 @@ class FailoverTest(ClusterCase):
         wins over B's stale copy: resuming on B gives the message from while B was down.
         (Claims used to live in memory only; after the restart both copies claimed 0 and the
         higher node id's stale copy could win.)"""
-        cluster = self.start_cluster(3)
-        t = self.topic()
-        client_id = self.persistent_subscriber(B, t, qos=1)
-        pub = Publisher(self, A)
-        pub.publish(t, b"old", qos=1)
-        cluster.kill_node(B)
-        pub.publish(t, b"while-down", qos=1, timeout=self.down_deadline + TIMEOUT)
+        cluster, client_id = self.session_fed_while_its_node_is_down()
         took = "took over 1 sessions of %s" % cluster[B].node_id
         taker, = self.poll(lambda: next(([n] for n in (A, C) if took in cluster[n].log_tail(200)),
                                         None),
