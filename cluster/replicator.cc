@@ -352,8 +352,12 @@ void Replicator::LinkUp(const std::string& peer, std::vector<Frame>* snapshot) {
   for (auto& [client_id, state] : clients_) {
     auto it = std::find(state.replicas.begin(), state.replicas.end(), peer);
     if (it == state.replicas.end()) continue;
-    // Purged there: no changes go to it until its snapshot.
+    // Purged there: no changes go to it until its snapshot, and none may count as replicated
+    // meanwhile. Still marked synced, a change made now would find no replica left to wait for
+    // and be acknowledged at once (a PUBREL sent with no replica knowing of it: after a failover
+    // the subscriber got that QoS 2 message again).
     state.replicas.erase(it);
+    state.synced = false;
     Enqueue(client_id, state);
   }
 }
