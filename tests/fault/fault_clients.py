@@ -73,6 +73,29 @@ def parse_hosts(text):
 # ---------------------------------------------------------------------------------------------
 
 
+def keep_pubrel_resends(mqtt, client):
+    """Works around a paho-mqtt 1.6.1 bug (Debian 12's): every reconnect resets the state of
+    the messages in flight, and a QoS 2 message waiting for PUBCOMP becomes "resend PUBREL" on
+    the first reset, but "publish again" (as a new PUBLISH, DUP 0) on the next. So a publisher
+    whose reconnect is refused once (CONNACK 3 from a node cut off from the cluster) and then
+    accepted elsewhere sends, as new, a message the broker acknowledged with PUBREC and released
+    with PUBREL: MQTT 4.3.3 makes that a new message, and subscribers get it twice. Seen in paho's
+    packet log: PUBREC, PUBREL sent, connection closed, CONNACK 3, CONNACK 0, "PUBLISH (d0, q2,
+    ..." with the same packet id. The fix keeps "resend PUBREL" across resets."""
+    reset_out = client._messages_reconnect_reset_out
+
+    def reset_keeping_pubrel_resends():
+        with client._out_message_mutex:
+            pubrels = [m for m in client._out_messages.values()
+                       if m.state == mqtt.mqtt_ms_resend_pubrel]
+        reset_out()
+        with client._out_message_mutex:
+            for m in pubrels:
+                m.state = mqtt.mqtt_ms_resend_pubrel
+
+    client._messages_reconnect_reset_out = reset_keeping_pubrel_resends
+
+
 class Worker:
     """A paho client that moves round-robin over --hosts on every disconnect or refusal.
 
@@ -96,6 +119,7 @@ class Worker:
                                   protocol=mqtt.MQTTv311)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        keep_pubrel_resends(mqtt, self.client)
         if args.paho_log:  # every packet paho sends and receives, on stderr (the .out file)
             import logging
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,

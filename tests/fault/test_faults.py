@@ -432,6 +432,28 @@ def known_failing(why):
                                "); MESHMQ_FAULT_ALL=1 runs it")
 
 
+class PahoWorkaroundTest(unittest.TestCase):
+    """fault_clients.keep_pubrel_resends: a QoS 2 message waiting for PUBCOMP is resent as
+    PUBREL after any number of reconnects, never published again (paho 1.6.1 republished it
+    as new after the second)."""
+
+    def test_pubrel_resend_survives_two_resets(self):
+        import paho.mqtt.client as mqtt
+        import fault_clients
+        client = mqtt.Client(client_id="t", clean_session=False, protocol=mqtt.MQTTv311)
+        fault_clients.keep_pubrel_resends(mqtt, client)
+        released = mqtt.MQTTMessage(mid=1)
+        released.qos, released.state = 2, mqtt.mqtt_ms_wait_for_pubcomp
+        unanswered = mqtt.MQTTMessage(mid=2)
+        unanswered.qos, unanswered.state = 2, mqtt.mqtt_ms_wait_for_pubrec
+        client._out_messages[1] = released
+        client._out_messages[2] = unanswered
+        for _ in range(2):  # a refused reconnect, then an accepted one
+            client._messages_reconnect_reset_out()
+        self.assertEqual(released.state, mqtt.mqtt_ms_resend_pubrel)
+        self.assertEqual((unanswered.state, unanswered.dup), (mqtt.mqtt_ms_publish, True))
+
+
 class FaultTest(unittest.TestCase):
     """One 3-node cluster per test, on its own network. Helpers keep the clients, the fault
     times and the retained messages written, for the checks at the end."""
