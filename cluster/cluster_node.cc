@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "node/broker.h"
 #include "node/event_loop.h"
@@ -798,11 +799,22 @@ void ClusterNode::OnSessionReplies(const std::shared_ptr<SessionRequest>& reques
                                    reply.recent_qos2_keys().end());
   }
   if (!moved) {
-    // Nothing moves here: nothing to wait for. But this node may keep a copy.
+    // Nothing moves here: nothing to wait for. What waited for a move goes to the session here,
+    // if there is one; dropped with the entry, acknowledged messages were lost. This node may
+    // also keep a copy.
+    std::vector<QueuedMessage> early;
+    std::vector<MessagePtr> redelivered;
     {
       absl::MutexLock lock(&moves_mu_);
-      moves_in_.erase(client_id);
+      auto it = moves_in_.find(client_id);
+      if (it != moves_in_.end()) {
+        early = std::move(it->second.early);
+        redelivered = std::move(it->second.early_redelivered);
+        moves_in_.erase(it);
+      }
     }
+    for (QueuedMessage& queued : early) broker_->DeliverToSession(client_id, std::move(queued));
+    for (const MessagePtr& message : redelivered) broker_->DeliverToSessions(message, {client_id});
     moved = TakeReplicaCopy(client_id, std::string());
   } else if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
     // The session came from elsewhere: a copy here is stale.
@@ -1262,10 +1274,18 @@ void ClusterNode::DeliverToTaken(const std::string& node, const MessagePtr& mess
     auto it = losses_.find(node);
     if (it != losses_.end()) taken = it->second.taken;
   }
+  // Sessions taken over here are here: a CONNECT asking the peers for one of them (which makes
+  // an incoming move) gets it delivered now, in order with what arrives directly. Only one
+  // adopted from a copy elsewhere, not imported yet, waits.
+  absl::flat_hash_set<std::string> here;
+  for (const std::string& client_id : taken) {
+    if (broker_->sessions().Find(client_id) != nullptr) here.insert(client_id);
+  }
   {
     absl::MutexLock lock(&moves_mu_);
     taken.erase(std::remove_if(taken.begin(), taken.end(),
                                [&](const std::string& client_id) {
+                                 if (here.contains(client_id)) return false;
                                  auto it = moves_in_.find(client_id);
                                  if (it == moves_in_.end() || it->second.imported) return false;
                                  it->second.early_redelivered.push_back(message);
