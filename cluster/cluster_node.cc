@@ -1031,7 +1031,7 @@ void ClusterNode::OnLeaving(const std::string& peer) {
 // --- Wills --------------------------------------------------------------------------------------
 
 void ClusterNode::WillChanged(const std::string& client_id, const MessagePtr& will,
-                              uint32_t delay_seconds) {
+                              uint32_t delay_seconds, std::function<void()> copied) {
   Frame frame;
   WillCopy* copy = frame.mutable_will_copy();
   copy->set_client_id(client_id);
@@ -1050,10 +1050,23 @@ void ClusterNode::WillChanged(const std::string& client_id, const MessagePtr& wi
       targets = std::move(it->second);
       will_targets_.erase(it);
     }
-    // Under the lock: a clear never overtakes the copy it clears.
-    for (const std::string& target : targets) {
-      transport_.Send(target, frame, nullptr, /*droppable=*/false);
+    // Under the lock: a clear never overtakes the copy it clears. A target whose link drops
+    // before it answers counts as done: gone, it keeps nothing (a new one gets no copy).
+    std::shared_ptr<Tally> tally;
+    if (copied) {
+      tally = std::make_shared<Tally>(targets.size() + 1,
+                                      [copied = std::move(copied)](bool) { copied(); });
     }
+    for (const std::string& target : targets) {
+      std::function<void(bool)> answer;
+      if (tally) answer = [tally](bool) { tally->Add(true); };
+      if (transport_.Send(target, frame, answer, /*droppable=*/false) !=
+              Transport::SendResult::kQueued &&
+          tally) {
+        tally->Add(true);
+      }
+    }
+    if (tally) tally->Add(true);  // the creator's share, once every send is made
   }
 }
 

@@ -135,7 +135,7 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   bool HoldPublish(std::string_view topic, std::function<void()> resume) override;
   SessionReplication* replication() override { return &replicator_; }
   void WillChanged(const std::string& client_id, const MessagePtr& will,
-                   uint32_t delay_seconds) override;
+                   uint32_t delay_seconds, std::function<void()> copied = nullptr) override;
 
   // Transport::Handler
   void OnOutboundUp(const std::string& peer, std::vector<Frame>* snapshot) override;

@@ -93,9 +93,11 @@ class ClusterHooks {
   // The will of the client connected here with `client_id` is now `will` (published after
   // `delay_seconds` if the client goes without DISCONNECT), or gone (`will` null: the client
   // disconnected, or this node dealt with it). Peers keep a copy, to publish it if this node
-  // dies with the client connected.
+  // dies with the client connected. `copied` (if set; any thread) runs once every peer chosen
+  // to keep the copy has it, or is gone: CONNACK waits for it, so that a node dying right after
+  // a CONNACK does not take the will with it.
   virtual void WillChanged(const std::string& client_id, const MessagePtr& will,
-                           uint32_t delay_seconds) = 0;
+                           uint32_t delay_seconds, std::function<void()> copied = nullptr) = 0;
   // Where the store's session changes are replicated (Persistence::SetReplication).
   virtual SessionReplication* replication() = 0;
 

@@ -274,8 +274,13 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   state_ = State::kConnected;
   worker_->mutable_stats().connects.fetch_add(1, std::memory_order_relaxed);
   if (will_ != nullptr && broker_->cluster() != nullptr) {
+    // CONNACK (below) waits until the peers that would publish the will if this node died have
+    // their copy.
+    const uint64_t seq = StartClusterWait();
+    HoldOutputForCluster(out_.size(), seq);
     broker_->cluster()->WillChanged(client_id(), WillMessage(),
-                                    will_->properties->will_delay_interval.value_or(0));
+                                    will_->properties->will_delay_interval.value_or(0),
+                                    [done = ClusterWaitCallback(seq)] { done(true); });
     will_copied_ = true;
   }
 
