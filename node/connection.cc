@@ -296,16 +296,19 @@ void Connection::SendAck(codec::PacketType type, uint16_t packet_id, uint8_t rea
 }
 
 void Connection::SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
-                                std::string_view why, uint64_t ticket_before) {
-  HoldOutputIfStoredSince(ticket_before, out_.size());
+                                std::string_view why, uint64_t submits_before) {
+  HoldOutputIfStoredSince(submits_before, out_.size());
   SendAck(type, packet_id, reason_code, why);
 }
 
 void Connection::HoldOutputUntil(uint64_t ticket) { HoldOutputFrom(out_.size(), ticket); }
 
-void Connection::HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset) {
-  const uint64_t ticket = Persistence::ThreadTicket();
-  if (ticket != ticket_before) HoldOutputFrom(offset, ticket);
+void Connection::HoldOutputIfStoredSince(uint64_t submits_before, size_t offset) {
+  // Counted by submits, not by ticket: a submit can join the group of an earlier one on this
+  // thread (another connection's), and the ticket does not move. The thread's ticket covers it.
+  if (Persistence::ThreadSubmits() != submits_before) {
+    HoldOutputFrom(offset, Persistence::ThreadTicket());
+  }
 }
 
 void Connection::HoldOutputFrom(size_t offset, uint64_t ticket) {
@@ -406,10 +409,10 @@ void Connection::JournalQos2AfterWait(uint64_t seq) {
   if (it == cluster_waits_->qos2_ids.end()) return;
   const uint16_t packet_id = it->second;
   cluster_waits_->qos2_ids.erase(it);
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   session_->JournalInboundQos2(packet_id);
+  if (Persistence::ThreadSubmits() == submits_before) return;
   const uint64_t ticket = Persistence::ThreadTicket();
-  if (ticket == ticket_before) return;
   // The PUBREC waits for the write too: held output from this wait on waits for `ticket` as
   // well (the marks stay ordered, both values growing).
   for (HeldOutput& held : held_output_) {
@@ -499,14 +502,14 @@ void Connection::DeliverPending() {
   }
   thread_local std::vector<Outgoing> batch;
   batch.clear();
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   const size_t offset = out_.size();
   const size_t expired =
       session_->TakeSendable(owner(), outbound_window(), MonotonicMillis(), &batch);
   if (expired > 0) broker_->counters().messages_expired.Increment(expired);
   for (const Outgoing& outgoing : batch) WriteOutgoing(outgoing);
   batch.clear();
-  HoldOutputIfStoredSince(ticket_before, offset);
+  HoldOutputIfStoredSince(submits_before, offset);
 }
 
 void Connection::FlushOutput() {

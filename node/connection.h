@@ -107,16 +107,16 @@ class Connection {
   // Sends an acknowledgement, with a Reason String for failures if the client wants them.
   // PUBACK or PUBREC for a message the client published: held until what handling it wrote to
   // the store (this thread's latest ticket) is durable, if handling it wrote anything (this
-  // thread's ticket moved since `ticket_before`). Output stays in order, so acks keep the order
-  // of their PUBLISH packets (MQTT-4.6.0-2, -3).
+  // thread submitted anything since `submits_before`). Output stays in order, so acks keep the
+  // order of their PUBLISH packets (MQTT-4.6.0-2, -3).
   void SendDurableAck(codec::PacketType type, uint16_t packet_id, uint8_t reason_code,
-                      std::string_view why, uint64_t ticket_before);
+                      std::string_view why, uint64_t submits_before);
   // Output appended from now on waits until the store made `ticket` durable, if it has not yet.
   void HoldOutputUntil(uint64_t ticket);
-  // Holds what follows if this thread submitted anything to the store since `ticket_before`
-  // (Persistence::ThreadTicket() taken before a session change): e.g. a PUBLISH whose packet id
+  // Holds what follows if this thread submitted anything to the store since `submits_before`
+  // (Persistence::ThreadSubmits() taken before a session change): e.g. a PUBLISH whose packet id
   // must be on disk before the client can see it, so a restart resends it with DUP=1.
-  void HoldOutputIfStoredSince(uint64_t ticket_before, size_t offset);
+  void HoldOutputIfStoredSince(uint64_t submits_before, size_t offset);
   void HoldOutputFrom(size_t offset, uint64_t ticket);
   // Waiting on peers (cluster/): output can also be held until a cluster wait is done. Each
   // wait has a number on this connection; they complete in any order, and output is released

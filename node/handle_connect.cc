@@ -250,7 +250,7 @@ void Connection::ResumeConnect(std::optional<storage::LoadedSession> moved) {
 
 void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id, uint32_t expiry,
                                std::optional<storage::LoadedSession> moved) {
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   const BrokerConfig& config = broker_->config();
   if (broker_->cluster() != nullptr) broker_->DropMovedStandIn(connect.client_id);
   if (moved && !connect.clean_session) broker_->ImportSession(*moved);
@@ -288,7 +288,7 @@ void Connection::FinishConnect(codec::Connect& connect, bool assigned_client_id,
   connack.session_present = attach.session_present;
   // What CONNACK tells the client (a session kept or ended, Session Present) must survive a
   // crash right after it: it leaves once the session's records are durable.
-  HoldOutputIfStoredSince(ticket_before, out_.size());
+  HoldOutputIfStoredSince(submits_before, out_.size());
   // A session that moved here brought its subscriptions: every peer must route to this node
   // before the client can count on them (as for a SUBACK).
   if (moved && !connect.clean_session) HoldForRouteBarrier();

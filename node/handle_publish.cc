@@ -75,7 +75,7 @@ bool Connection::AcceptV5Publish(const codec::Publish& publish) {
 
 void Connection::HandlePublish(codec::Publish& publish) {
   const BrokerConfig& config = broker_->config();
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   if (v5_) {
     if (publish.properties->topic_alias && !ResolveTopicAlias(publish)) return;
     if (!AcceptV5Publish(publish)) return;
@@ -179,9 +179,9 @@ void Connection::HandlePublish(codec::Publish& publish) {
     }
   }
   if (publish.qos == 1) {
-    SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why, ticket_before);
+    SendDurableAck(codec::PacketType::kPuback, publish.packet_id, reason_code, why, submits_before);
   } else if (publish.qos == 2) {
-    SendDurableAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why, ticket_before);
+    SendDurableAck(codec::PacketType::kPubrec, publish.packet_id, reason_code, why, submits_before);
   }
 }
 
@@ -194,9 +194,9 @@ void Connection::HandleAck(const codec::Ack& ack) {
       const bool failed = ack.reason_code >= 0x80;
       // PUBREL only once "awaiting PUBCOMP" is stored: after a restart the client must get
       // PUBREL again, not the PUBLISH.
-      const uint64_t ticket_before = Persistence::ThreadTicket();
+      const uint64_t submits_before = Persistence::ThreadSubmits();
       const bool known = session_->OnPubrec(ack.packet_id, failed);
-      HoldOutputIfStoredSince(ticket_before, out_.size());  // holds the PUBREL below
+      HoldOutputIfStoredSince(submits_before, out_.size());  // holds the PUBREL below
       if (failed) {                                         // the exchange ends here (4.3.3 of 5.0)
         if (known) worker_->RequestFlush(id_);
         break;

@@ -27,7 +27,7 @@
 namespace meshmq {
 
 void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   const BrokerConfig& config = broker_->config();
   std::shared_ptr<const AuthConfig> auth = broker_->auth();
   const uint32_t subscription_id = subscribe.properties->subscription_identifiers.empty()
@@ -85,7 +85,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
          (options.retain_handling == 1 && added == Session::AddResult::kNew));
     if (send_retained) retained_for.push_back(Granted{&topic.filter, options});
   }
-  HoldOutputIfStoredSince(ticket_before, out_.size());  // a granted subscription survives a crash
+  HoldOutputIfStoredSince(submits_before, out_.size());  // a granted subscription survives a crash
   HoldForRouteBarrier();
   Send(suback);
 
@@ -115,7 +115,7 @@ void Connection::HandleSubscribe(const codec::Subscribe& subscribe) {
 }
 
 void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
-  const uint64_t ticket_before = Persistence::ThreadTicket();
+  const uint64_t submits_before = Persistence::ThreadSubmits();
   codec::Unsuback unsuback;
   unsuback.packet_id = unsubscribe.packet_id;
   for (const std::string& filter : unsubscribe.filters) {
@@ -130,7 +130,7 @@ void Connection::HandleUnsubscribe(const codec::Unsubscribe& unsubscribe) {
                                         ? codec::reason::kSuccess
                                         : codec::reason::kNoSubscriptionExisted);
   }
-  HoldOutputIfStoredSince(ticket_before, out_.size());  // so does a removed one
+  HoldOutputIfStoredSince(submits_before, out_.size());  // so does a removed one
   HoldForRouteBarrier();
   Send(unsuback);
 }

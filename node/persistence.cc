@@ -13,11 +13,13 @@ namespace meshmq {
 namespace {
 
 thread_local uint64_t t_ticket = 0;
+thread_local uint64_t t_submits = 0;
 
 }  // namespace
 
 void Persistence::Submit(storage::Batch&& batch) {
   if (store_ == nullptr) return;
+  ++t_submits;
   if (replication_ == nullptr || !batch.has_session_ops() || !replication_->active()) {
     const uint64_t ticket = store_->Submit(std::move(batch));
     if (ticket > t_ticket) t_ticket = ticket;
@@ -64,6 +66,7 @@ void Persistence::Notify(bool store_wrote) {
 }
 
 uint64_t Persistence::ThreadTicket() { return t_ticket; }
+uint64_t Persistence::ThreadSubmits() { return t_submits; }
 
 int64_t Persistence::UnixMillis() { return absl::ToUnixMillis(absl::Now()); }
 

@@ -79,6 +79,9 @@ class Persistence {
   void ReplicaDone(uint64_t ticket);
   // The ticket of the calling thread's latest Submit (0: none yet). Monotonic per thread.
   static uint64_t ThreadTicket();
+  // How many batches this thread has submitted: whether a change went to the store since some
+  // point (two submits can share a ticket, so ThreadTicket() cannot tell).
+  static uint64_t ThreadSubmits();
 
   // Records. Times: in memory a message expires on the MonotonicMillis() clock, on disk on Unix
   // milliseconds, so that the countdown survives a restart.
