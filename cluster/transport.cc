@@ -1034,6 +1034,7 @@ bool Transport::Impl::RegisterInbound(const std::shared_ptr<InboundLink>& link) 
 void Transport::Impl::InboundHello(const std::shared_ptr<InboundLink>& link) {
   const std::string& peer = link->peer();
   std::shared_ptr<InboundLink> old;
+  std::vector<std::shared_ptr<grpc::Channel>> redial;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) {
@@ -1045,6 +1046,23 @@ void Transport::Impl::InboundHello(const std::shared_ptr<InboundLink>& link) {
       old = std::move(it->second);
       it->second = link;
     }
+    if (!up_.contains(peer)) {
+      // The peer is back (a restart) while our dials to it wait out their backoff: dial now.
+      // Until our link is up, what we forward to it is not sent, and the publishers wait.
+      const absl::Time now = absl::Now();
+      for (auto& [address, dialler] : diallers_) {
+        if (dialler->self || dialler->link != nullptr) continue;
+        if (address != link->advertise() && dialler->node_id != peer) continue;
+        dialler->next_dial = now;
+        dialler->backoff = kInitialBackoff;
+        redial.push_back(dialler->channel);
+      }
+      if (!redial.empty()) timer_cv_.Signal();
+    }
+  }
+  // gRPC's own reconnect backoff too, or the new dial fails at once on the old failure.
+  for (const auto& channel : redial) {
+    grpc::experimental::ChannelResetConnectionBackoff(channel.get());
   }
   if (old != nullptr) old->FinishOnce(Unavailable("replaced by a newer link from the same node"));
   Log(LogLevel::kDebug, "meshmqd: cluster: link from %s (%s) up", peer.c_str(),
