@@ -279,6 +279,7 @@ size_t ClusterNode::Forward(const MessagePtr& message,
           counters.cluster_forward_dropped.Increment();
         } else {
           counters.cluster_forward_refused.Increment();
+          CLUSTER_DEBUG("forward to ", plan.peer, " refused: its link's queue is full");
         }
         if (tally) tally->Add(false);
         break;
@@ -341,6 +342,9 @@ void ClusterNode::FailConfirms(const std::string& peer) {
                                                                        pending.end());
   std::sort(ordered.begin(), ordered.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (!ordered.empty()) {
+    CLUSTER_DEBUG(ordered.size(), " forwards to ", peer, " unconfirmed at its link's end");
+  }
   for (auto& [id, answer] : ordered) answer(false);
 }
 
@@ -476,7 +480,43 @@ void ClusterNode::OnOutboundUp(const std::string& peer, std::vector<Frame>* snap
   }
   // Then what it replicates there, afresh.
   replicator_.LinkUp(peer, snapshot);
+  ResendEarlyOrphans(peer, snapshot);
   UpdatePeer(peer, 1, -1);
+}
+
+void ClusterNode::ResendEarlyOrphans(const std::string& peer, std::vector<Frame>* snapshot) {
+  // They go in the snapshot, ahead of every forward queued on this link since it came up, so
+  // each publisher's messages still reach the peer in order. Refusing them instead (after
+  // kOrphanWaitMs) would disconnect their publishers each time a restarted peer's routes came
+  // in before our link to it was up.
+  std::vector<Failovers::Orphan> orphans = failovers_.TakeOrphans(peer);
+  if (orphans.empty()) return;
+  CLUSTER_DEBUG("resending ", orphans.size(), " orphans to ", peer, " on its new link, first ",
+                orphans.front().message->payload.substr(0, 24));
+  for (Failovers::Orphan& orphan : orphans) {
+    Frame frame;
+    *frame.mutable_forward() = orphan.plan;
+    storage::StoredMessage* record = frame.mutable_forward()->mutable_message();
+    *record = Persistence::ToRecord(*orphan.message);
+    // It may have reached the peer before our last link to it dropped: a QoS 2 session that
+    // had it drops this copy.
+    record->set_resent(true);
+    uint64_t id;
+    {
+      absl::MutexLock lock(&confirms_mu_);
+      id = ++last_confirm_;
+      // Not confirmed (this link drops too): an orphan again, as at first.
+      confirms_[peer][id] = [this, peer, orphan](bool ok) mutable {
+        if (ok) {
+          orphan.answer(true);
+          return;
+        }
+        failovers_.AddOrphan(peer, std::move(orphan), MonotonicMillis());
+      };
+    }
+    frame.mutable_forward()->set_confirm(id);
+    snapshot->push_back(std::move(frame));
+  }
 }
 
 void ClusterNode::OnOutboundDown(const std::string& peer) { UpdatePeer(peer, 0, -1); }
@@ -563,7 +603,11 @@ void ClusterNode::UpdatePeer(const std::string& peer, int outbound, int synced) 
     } else {
       // Nobody here takes its sessions over: what it never acknowledged is refused, so the
       // publishers send it again (to a node that can take it).
-      for (Failovers::Orphan& orphan : failovers_.TakeOrphans(peer)) orphan.answer(false);
+      std::vector<Failovers::Orphan> orphans = failovers_.TakeOrphans(peer);
+      if (!orphans.empty()) {
+        CLUSTER_DEBUG("refusing ", orphans.size(), " orphans of ", peer, ": no takeover here");
+      }
+      for (Failovers::Orphan& orphan : orphans) orphan.answer(false);
     }
   }
   replicator_.MembersChanged();
@@ -1331,6 +1375,10 @@ void ClusterNode::CompleteFailovers() {
     });
   }
   // No failover took them (none began in time): refused, so their publishers send them again.
+  if (ClusterDebugEnabled() && !unclaimed.empty()) {
+    CLUSTER_DEBUG("refusing ", unclaimed.size(), " orphans no failover took, first ",
+                  unclaimed.front().message->payload.substr(0, 24));
+  }
   for (Failovers::Orphan& orphan : unclaimed) orphan.answer(false);
   // After the orphans: a publisher's held messages follow the ones it sent before.
   for (auto& resume : resumes) resume();

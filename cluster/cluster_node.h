@@ -157,6 +157,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // if it cannot (link down before the confirmation). kFull: `answer` is not called.
   Transport::SendResult SendForward(const std::string& peer, Frame frame,
                                     std::function<void(bool)> answer, bool droppable);
+  // Appends to a new link's snapshot the forwards to `peer` that wait as orphans though no
+  // failover of it is under way (our link was not up yet, or dropped while it stayed up).
+  void ResendEarlyOrphans(const std::string& peer, std::vector<Frame>* snapshot);
   void Confirmed(const std::string& peer, uint64_t id, bool ok);
   void FailConfirms(const std::string& peer);
   // The receiving side: confirms forward `id` to `peer` once this thread's writes are durable.

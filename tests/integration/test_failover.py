@@ -100,6 +100,58 @@ class FailoverTest(ClusterCase):
         got = self.collect(c, b"while-down")
         self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"])
 
+    def test_publisher_stays_connected_while_a_node_with_a_stale_session_returns(self):
+        """B is killed; its persistent session, taken over elsewhere, keeps getting A's QoS 1
+        stream. B restarts with its stale copy, whose routes it announces before A's dial to it
+        (backing off while B was down) is up, so A's first forwards to B find no link. They used
+        to wait as orphans for a failover of B that never came and were refused after 2 s, which
+        closed the publisher's connection. Now A dials B at once and sends them on the new
+        link: the publisher is never closed, and the session gets the whole stream in order."""
+        cluster, client_id = self.session_fed_while_its_node_is_down()
+        t = self.topic()
+        pub = Publisher(self, A)
+        sent = []
+
+        def publish_for(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                payload = b"m-%05d" % len(sent)
+                pub.publish(t, payload, qos=1, timeout=TIMEOUT)
+                sent.append(payload)
+                # A steady stream, not a wait for anything; slow enough that the session's
+                # queue (1000 messages by default) keeps all of it.
+                time.sleep(0.02)
+
+        # Long enough down for A's redials to B to reach their longest backoff (2 s).
+        publish_for(3.0)
+        stop = threading.Event()
+        errors = []
+
+        def stream():
+            try:
+                while not stop.is_set():
+                    publish_for(0.1)
+            except Exception as e:  # the publisher closed or an ack missing: the failure
+                errors.append(e)
+
+        streamer = threading.Thread(target=stream)
+        streamer.start()
+        try:
+            cluster.start_node(B)
+            cluster.wait_formed()
+            # Past the 2 s an orphan waited before it was refused.
+            deadline = time.monotonic() + 3.0
+            while not errors and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            streamer.join(TIMEOUT)
+        self.assertEqual(errors, [], "the publisher on A lost its connection while B returned:"
+                         "\n" + cluster[A].log_tail(20))
+        c = self.resume(C, client_id)
+        got = self.collect(c, sent[-1])
+        self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"] + sent)
+
     def test_graceful_leave_hands_sessions_over(self):
         """SIGTERM on B (a graceful leave) hands its sessions to the replicas before it exits:
         its live client is closed, messages published after B is gone are queued for the
