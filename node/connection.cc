@@ -383,7 +383,9 @@ void Connection::OnClusterWaitDone(uint64_t seq, bool ok) {
       session_->ForgetInboundQos2(it->second);
       cluster_waits_->qos2_ids.erase(it);
     }
-    Close("a peer node could not take the message (--cluster_max_pending_bytes)", false,
+    Close("a peer node did not take the message (its link was down, or full: "
+          "--cluster_max_pending_bytes)",
+          false,
           codec::reason::kQuotaExceeded);
     return;
   }
