@@ -681,20 +681,20 @@ class FaultTest(unittest.TestCase):
         self.start_load("n2", ["n1"])
         self.retain("n2", "before", "before")
         for cycle in range(PROFILE.cycles):
-            victim = self.pub_node("pub-q1")
-            seq, t = self.kill_on_next_ack("pub-q1", victim)
+            victim, seq, t = self.kill_on_next_ack("pub-q1")
             self.fault(t)
             print("killed %s right after pub-q1's ack of seq %d" % (victim, seq), flush=True)
-            self.wait_publishers_reconnected(t)
+            self.wait_publishers_reconnected(t, victim)
             self.retain(self.survivor(victim), "during", "during %d" % cycle)
             self.load_for(PROFILE.settle)
             self.restart(victim)
         self.load_for(1.0)
         self.stop_and_check()
 
-    def kill_on_next_ack(self, pub, victim, timeout=10.0):
-        """Tails pub's history and kills victim as soon as a new "acked" line appears; returns
-        (that seq, kill time)."""
+    def kill_on_next_ack(self, pub, timeout=10.0):
+        """Tails pub's history and kills the node that acknowledged as soon as a new "acked"
+        line appears; returns (that node, that seq, kill time). The node is the one named in
+        the ack, not the one pub was on a moment before: it may have moved since."""
         path = self.pubs[pub][0].history_path
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -706,16 +706,26 @@ class FaultTest(unittest.TestCase):
                 pending = lines.pop()
                 for line in lines:
                     if b'"ev":"acked"' in line:
+                        event = json.loads(line)
+                        victim = self.names[event["node"]]
                         t = self.cluster.kill(victim)
-                        return read_seq(line), t
+                        return victim, event["seq"], t
                 time.sleep(0.0005)
         raise AssertionError("%s logged no ack within %.0fs" % (pub, timeout))
 
-    def wait_publishers_reconnected(self, after):
+    def wait_publishers_reconnected(self, after, victim):
+        """Every publisher that was on victim at `after` gets a CONNACK 0 after `after` within
+        FAILOVER_TIMEOUT; one that does not is a problem."""
+        def connacks(proc):
+            return [e for e in proc.history() if e["ev"] == "connack" and e["rc"] == 0]
+
         def reconnected(proc):
-            return any(e["ev"] == "connack" and e["rc"] == 0 and e["t"] > after
-                       for e in proc.history())
+            return any(e["t"] > after for e in connacks(proc))
+
         for name, (proc, _, _) in self.pubs.items():
+            before = [e for e in connacks(proc) if e["t"] <= after]
+            if before and self.names[before[-1]["node"]] != victim:
+                continue  # not on the node that was killed
             try:
                 wait_for(lambda: reconnected(proc), FAILOVER_TIMEOUT, "", interval=0.05)
             except AssertionError:
@@ -789,10 +799,6 @@ class FaultTest(unittest.TestCase):
                     self.problems.append(str(e))
         self.load_for(1.0)
         self.stop_and_check(require_reconnect=False)
-
-
-def read_seq(line):
-    return json.loads(line)["seq"]
 
 
 if __name__ == "__main__":
