@@ -20,8 +20,15 @@ bool HasValidSize(std::string_view s) {
 }  // namespace
 
 bool IsValidTopicName(std::string_view topic) {
-  if (!HasValidSize(topic)) return false;
-  return topic.find_first_of("+#") == std::string_view::npos;
+  // One pass over every PUBLISH's topic: length, depth and no wildcard. (find_first_of("+#")
+  // costs a memchr call per character, a few percent of a QoS 0 fan-in's broker time.)
+  if (topic.empty() || topic.size() > kMaxTopicLength) return false;
+  size_t separators = 0;
+  for (char c : topic) {
+    separators += c == '/';
+    if (c == '+' || c == '#') return false;
+  }
+  return separators < kMaxTopicLevels;
 }
 
 bool IsValidTopicFilter(std::string_view filter) {
