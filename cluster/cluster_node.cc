@@ -292,12 +292,7 @@ Transport::SendResult ClusterNode::SendForward(const std::string& peer, Frame fr
                                                std::function<void(bool)> answer,
                                                bool droppable) {
   if (!answer) return transport_.Send(peer, std::move(frame), nullptr, droppable);
-  uint64_t id;
-  {
-    absl::MutexLock lock(&confirms_mu_);
-    id = ++last_confirm_;
-    confirms_[peer][id] = std::move(answer);
-  }
+  const uint64_t id = AwaitConfirm(peer, std::move(answer));
   frame.mutable_forward()->set_confirm(id);
   const Transport::SendResult result = transport_.Send(
       peer, std::move(frame),
@@ -312,6 +307,13 @@ Transport::SendResult ClusterNode::SendForward(const std::string& peer, Frame fr
     confirms_[peer].erase(id);  // the caller answers
   }
   return result;
+}
+
+uint64_t ClusterNode::AwaitConfirm(const std::string& peer, std::function<void(bool)> answer) {
+  absl::MutexLock lock(&confirms_mu_);
+  const uint64_t id = ++last_confirm_;
+  confirms_[peer][id] = std::move(answer);
+  return id;
 }
 
 void ClusterNode::Confirmed(const std::string& peer, uint64_t id, bool ok) {
@@ -501,19 +503,14 @@ void ClusterNode::ResendEarlyOrphans(const std::string& peer, std::vector<Frame>
     // It may have reached the peer before our last link to it dropped: a QoS 2 session that
     // had it drops this copy.
     record->set_resent(true);
-    uint64_t id;
-    {
-      absl::MutexLock lock(&confirms_mu_);
-      id = ++last_confirm_;
-      // Not confirmed (this link drops too): an orphan again, as at first.
-      confirms_[peer][id] = [this, peer, orphan](bool ok) mutable {
-        if (ok) {
-          orphan.answer(true);
-          return;
-        }
-        failovers_.AddOrphan(peer, std::move(orphan), MonotonicMillis());
-      };
-    }
+    // Not confirmed (this link drops too): an orphan again, as at first.
+    const uint64_t id = AwaitConfirm(peer, [this, peer, orphan](bool ok) mutable {
+      if (ok) {
+        orphan.answer(true);
+        return;
+      }
+      failovers_.AddOrphan(peer, std::move(orphan), MonotonicMillis());
+    });
     frame.mutable_forward()->set_confirm(id);
     snapshot->push_back(std::move(frame));
   }

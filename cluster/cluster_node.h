@@ -160,6 +160,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
   // Appends to a new link's snapshot the forwards to `peer` that wait as orphans though no
   // failover of it is under way (our link was not up yet, or dropped while it stayed up).
   void ResendEarlyOrphans(const std::string& peer, std::vector<Frame>* snapshot);
+  // The id a Forward to `peer` carries; `answer` gets Confirmed's verdict on it (false for all
+  // of a peer's at FailConfirms).
+  uint64_t AwaitConfirm(const std::string& peer, std::function<void(bool)> answer);
   void Confirmed(const std::string& peer, uint64_t id, bool ok);
   void FailConfirms(const std::string& peer);
   // The receiving side: confirms forward `id` to `peer` once this thread's writes are durable.
