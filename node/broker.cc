@@ -441,11 +441,18 @@ uint64_t Broker::NewMessageId() {
   if (cluster_ == nullptr) return 0;
   // Unique per node without a shared counter: each thread numbers its own messages under a
   // per-thread prefix; SplitMix64's finaliser (a bijection) then spreads them, seeded by the
-  // node id, so ids of different nodes collide only by chance (2^-64 per pair).
+  // node id and a random number drawn at start-up, so ids of different nodes, and of one node
+  // before and after a restart, collide only by chance (2^-64 per pair). Without the random
+  // part a restarted node numbered its messages as in its last life, and a session that still
+  // remembered one of those ids (it dedupes by id) dropped the new message as a copy.
   static std::atomic<uint64_t> next_thread{0};
   thread_local const uint64_t thread_prefix = (next_thread.fetch_add(1) + 1) << 40;
   thread_local uint64_t counter = 0;
-  static const uint64_t node_seed = std::hash<std::string>{}(config_.node_id);
+  static const uint64_t node_seed = [&] {
+    std::random_device random;
+    const uint64_t boot = (uint64_t{random()} << 32) ^ random();
+    return std::hash<std::string>{}(config_.node_id) ^ boot;
+  }();
   uint64_t z = node_seed + (thread_prefix | (++counter & ((uint64_t{1} << 40) - 1)));
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;

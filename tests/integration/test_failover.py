@@ -152,6 +152,29 @@ class FailoverTest(ClusterCase):
         got = self.collect(c, sent[-1])
         self.assertEqual([m["payload"] for m in got], [b"old", b"while-down"] + sent)
 
+    def test_whole_cluster_killed_and_restarted_keeps_sessions(self):
+        """Every node is killed at once (a power cut) and started again: the persistent
+        session on B, its subscription and the QoS 1 messages acknowledged to A's publisher
+        are all there, for the client resuming on C."""
+        cluster = self.start_cluster(3)
+        t = self.topic()
+        client_id = self.persistent_subscriber(B, t, qos=1)
+        pub = Publisher(self, A)
+        sent = [b"m-%d" % i for i in range(5)]
+        for payload in sent:
+            pub.publish(t, payload, qos=1)
+        for node in (A, B, C):
+            cluster.kill_node(node)
+        for node in (A, B, C):
+            cluster.start_node(node)
+        cluster.wait_formed()
+        c = self.resume(C, client_id)
+        self.assertEqual([m["payload"] for m in self.collect(c, sent[-1])], sent)
+        # And it is still subscribed: what is published now reaches it too.
+        pub = Publisher(self, A)
+        pub.publish(t, b"after", qos=1)
+        self.assertEqual([m["payload"] for m in self.collect(c, b"after")], [b"after"])
+
     def test_graceful_leave_hands_sessions_over(self):
         """SIGTERM on B (a graceful leave) hands its sessions to the replicas before it exits:
         its live client is closed, messages published after B is gone are queued for the
