@@ -698,6 +698,12 @@ void ClusterNode::OnFrame(const std::string& peer, Frame& frame, std::function<v
     case Frame::kDeliver:
       OnDeliver(frame.deliver());
       break;
+    case Frame::kMoveFence:
+      OnMoveFence(peer, std::move(*frame.mutable_move_fence()));
+      break;
+    case Frame::kMoveFenceDone:
+      OnMoveFenceDone(frame.move_fence_done());
+      break;
     case Frame::kReplicaOps:
       if (replicas_ != nullptr) {
         replicas_->Apply(peer, frame.replica_ops(), std::move(done));
@@ -814,6 +820,7 @@ void ClusterNode::OnSessionReplies(const std::shared_ptr<SessionRequest>& reques
   // counts only if no owner answered.
   std::optional<storage::LoadedSession> moved;
   bool from_owner = false;
+  std::string from_node;
   for (TakeSessionReply& reply : replies) {
     if (!reply.had_session()) continue;
     if (moved && (from_owner && reply.from_replica())) continue;
@@ -822,6 +829,7 @@ void ClusterNode::OnSessionReplies(const std::shared_ptr<SessionRequest>& reques
       continue;
     }
     from_owner = !reply.from_replica();
+    from_node = reply.node_id();
     moved.emplace();
     moved->client_id = client_id;
     moved->record = std::move(*reply.mutable_session());
@@ -857,9 +865,17 @@ void ClusterNode::OnSessionReplies(const std::shared_ptr<SessionRequest>& reques
     for (QueuedMessage& queued : early) broker_->DeliverToSession(client_id, std::move(queued));
     for (const MessagePtr& message : redelivered) broker_->DeliverToSessions(message, {client_id});
     moved = TakeReplicaCopy(client_id, std::string());
-  } else if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
-    // The session came from elsewhere: a copy here is stale.
-    replicas_->Drop(copy->owner, client_id, [] {});
+  } else {
+    if (from_owner) {
+      // Its old owner stands in for it for a while: SessionImported fences that detour.
+      absl::MutexLock lock(&moves_mu_);
+      auto it = moves_in_.find(client_id);
+      if (it != moves_in_.end()) it->second.from_node = from_node;
+    }
+    if (std::optional<ReplicaStore::Copy> copy = replicas_->Find(client_id)) {
+      // The session came from elsewhere: a copy here is stale.
+      replicas_->Drop(copy->owner, client_id, [] {});
+    }
   }
   CLUSTER_DEBUG("CONNECT of ", client_id, ": ",
                 moved ? absl::StrCat("session from ", from_owner ? "its owner" : "a replica copy",
@@ -911,6 +927,7 @@ void ClusterNode::OnTakeSession(const TakeSessionRequest& request, TakeSessionRe
           if (exported && request.clean_start()) exported.reset();
           if (exported) reply->set_from_replica(true);
         }
+        reply->set_node_id(node_id_);
         if (exported) {
           reply->set_had_session(true);
           *reply->mutable_session() = std::move(exported->record);
@@ -964,10 +981,14 @@ void ClusterNode::OnDeliver(const Deliver& deliver) {
 }
 
 void ClusterNode::SessionImported(const std::string& client_id) {
+  const std::vector<std::string> peers = transport_.UpPeers();
   // Under the lock, so a Deliver frame arriving meanwhile queues behind these.
   absl::MutexLock lock(&moves_mu_);
   auto it = moves_in_.find(client_id);
-  if (it == moves_in_.end()) return;
+  if (it == moves_in_.end()) {
+    broker_->ReleaseMoveHold(client_id);  // taken over, or kept by a stopping node: no detour
+    return;
+  }
   it->second.imported = true;
   // Duplicates of what the session brought along are dropped by its move dedup.
   for (QueuedMessage& queued : it->second.early) {
@@ -978,6 +999,101 @@ void ClusterNode::SessionImported(const std::string& client_id) {
     broker_->DeliverToSessions(message, {client_id});
   }
   it->second.early_redelivered.clear();
+  if (!StartMoveFences(client_id, &it->second, peers)) broker_->ReleaseMoveHold(client_id);
+}
+
+bool ClusterNode::StartMoveFences(const std::string& client_id, IncomingMove* move,
+                                  const std::vector<std::string>& peers) {
+  // A message one node sent to the old owner before it knew of the move comes here through the
+  // old owner's stand-in, and can be overtaken by one the same node sends here directly after
+  // it. So what comes directly waits (the session's move hold) until every node's fence, sent
+  // to the old owner behind its forwards there, has come back behind their Deliver frames.
+  // Our own fence goes straight to the old owner; the others' go through their nodes, after
+  // the routes this import announced (so those nodes already send here directly too). The old
+  // owner's own messages need none: they come on one link with its stand-in's.
+  if (move->from_node.empty() || move->from_node == node_id_) return false;
+  move->move_id = ++last_move_id_;
+  move->fences.clear();
+  Frame frame;
+  MoveFence* fence = frame.mutable_move_fence();
+  fence->set_client_id(client_id);
+  fence->set_old_owner(move->from_node);
+  fence->set_new_owner(node_id_);
+  fence->set_move_id(move->move_id);
+  fence->set_origin(node_id_);
+  if (transport_.Send(move->from_node, frame, nullptr, /*droppable=*/false) !=
+      Transport::SendResult::kQueued) {
+    return false;  // no link to the old owner: nothing comes from it either
+  }
+  move->fences.insert(node_id_);
+  fence->clear_origin();
+  for (const std::string& peer : peers) {
+    if (peer == move->from_node || peer == node_id_) continue;
+    if (transport_.Send(peer, frame, nullptr, /*droppable=*/false) ==
+        Transport::SendResult::kQueued) {
+      move->fences.insert(peer);
+    }
+  }
+  CLUSTER_DEBUG("holding ", client_id, " for ", move->fences.size(), " fences through ",
+                move->from_node);
+  // The stand-in forwards for move_grace_ms at most: past that, nothing can come that way.
+  // Ends any hold of the session's still on then (a later CONNECT may have replaced the move).
+  RunLater(MonotonicMillis() + move_grace_ms_, [this, client_id, move_id = move->move_id] {
+    {
+      absl::MutexLock lock(&moves_mu_);
+      auto it = moves_in_.find(client_id);
+      if (it != moves_in_.end() && it->second.move_id == move_id && !it->second.fences.empty()) {
+        CLUSTER_DEBUG("releasing ", client_id, " with ", it->second.fences.size(),
+                      " fences unanswered");
+        it->second.fences.clear();
+      }
+    }
+    broker_->ReleaseMoveHold(client_id);
+  });
+  return true;
+}
+
+void ClusterNode::OnMoveFence(const std::string& peer, MoveFence fence) {
+  if (fence.old_owner() == node_id_) {
+    // Every forward before it on the link it came on is handled, so the stand-in's Deliver
+    // frames for them are queued on our link to the new owner: this goes behind them.
+    Frame frame;
+    MoveFenceDone* done = frame.mutable_move_fence_done();
+    done->set_client_id(fence.client_id());
+    done->set_origin(fence.origin().empty() ? peer : fence.origin());
+    done->set_move_id(fence.move_id());
+    transport_.Send(fence.new_owner(), std::move(frame), nullptr, /*droppable=*/false);
+    return;
+  }
+  // From the new owner: on to the old one, behind our forwards there.
+  fence.set_origin(node_id_);
+  Frame relay;
+  *relay.mutable_move_fence() = fence;
+  if (transport_.Send(fence.old_owner(), std::move(relay), nullptr, /*droppable=*/false) ==
+      Transport::SendResult::kQueued) {
+    return;
+  }
+  // No link to the old owner: nothing of ours is on the way there.
+  Frame frame;
+  MoveFenceDone* done = frame.mutable_move_fence_done();
+  done->set_client_id(fence.client_id());
+  done->set_origin(node_id_);
+  done->set_move_id(fence.move_id());
+  transport_.Send(fence.new_owner(), std::move(frame), nullptr, /*droppable=*/false);
+}
+
+void ClusterNode::OnMoveFenceDone(const MoveFenceDone& done) {
+  absl::MutexLock lock(&moves_mu_);
+  auto it = moves_in_.find(done.client_id());
+  if (it == moves_in_.end() || it->second.move_id != done.move_id() ||
+      it->second.fences.empty()) {
+    return;
+  }
+  it->second.fences.erase(done.origin());
+  if (it->second.fences.empty()) {
+    CLUSTER_DEBUG("fences of ", done.client_id(), " through, releasing its hold");
+    broker_->ReleaseMoveHold(done.client_id());
+  }
 }
 
 // --- Node loss ----------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "cluster/failover.h"
@@ -322,9 +323,22 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
     std::vector<MessagePtr> early_redelivered;
     bool imported = false;
     int64_t until_ms = 0;
+    // The live owner it came from (empty: a replica copy, or nothing moved), and once imported
+    // the nodes whose move fence has not come back yet (StartMoveFences).
+    std::string from_node;
+    uint64_t move_id = 0;
+    absl::flat_hash_set<std::string> fences;
   };
   absl::Mutex moves_mu_;
   absl::flat_hash_map<std::string, IncomingMove> moves_in_ ABSL_GUARDED_BY(moves_mu_);
+  uint64_t last_move_id_ ABSL_GUARDED_BY(moves_mu_) = 0;
+  // Sends the move fences of a session just imported from a live owner; false if none went
+  // (then nothing needs holding).
+  bool StartMoveFences(const std::string& client_id, IncomingMove* move,
+                       const std::vector<std::string>& peers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(moves_mu_);
+  void OnMoveFence(const std::string& peer, MoveFence fence);
+  void OnMoveFenceDone(const MoveFenceDone& done);
 
   struct PeerState {
     bool outbound = false;  // our link to it is up

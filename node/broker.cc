@@ -258,8 +258,9 @@ bool Broker::ReadAllowed(const AuthConfig* auth, const Session& session,
                                auth::AclFile::Access::kRead);
 }
 
-void Broker::Deliver(Session& session, QueuedMessage queued) {
-  std::optional<SessionOwner> wake = session.Enqueue(std::move(queued), queue_limits(), &counters_);
+void Broker::Deliver(Session& session, QueuedMessage queued, bool detour) {
+  std::optional<SessionOwner> wake =
+      session.Enqueue(std::move(queued), queue_limits(), &counters_, detour);
   if (wake) wake->worker->RequestFlush(wake->connection_id);
 }
 
@@ -433,8 +434,15 @@ void Broker::DropMovedStandIn(const std::string& client_id) {
 bool Broker::DeliverToSession(const std::string& client_id, QueuedMessage queued) {
   std::shared_ptr<Session> session = sessions_.Find(client_id);
   if (session == nullptr || session->discarded()) return false;
-  Deliver(*session, std::move(queued));
+  Deliver(*session, std::move(queued), /*detour=*/true);
   return true;
+}
+
+void Broker::ReleaseMoveHold(const std::string& client_id) {
+  std::shared_ptr<Session> session = sessions_.Find(client_id);
+  if (session == nullptr) return;
+  std::optional<SessionOwner> wake = session->ReleaseMoveHold();
+  if (wake) wake->worker->RequestFlush(wake->connection_id);
 }
 
 uint64_t Broker::NewMessageId() {
@@ -477,7 +485,8 @@ void Broker::ImportSession(const storage::LoadedSession& loaded) {
     }
     // Long enough for a failover's redelivered orphans too (cluster/failover.h: they come at
     // most three peer timeouts after the node was seen down).
-    session->StartMoveDedup(ids, MonotonicMillis() + 5 * cluster_->move_grace_ms());
+    session->StartMoveDedup(ids, MonotonicMillis() + 5 * cluster_->move_grace_ms(),
+                            /*hold=*/true);
   }
   for (const auto& [filter, options] : session->subscriptions()) {
     InsertIntoIndex(session, filter, options);
@@ -515,7 +524,7 @@ size_t Broker::DeliverToSessions(const MessagePtr& message,
       continue;
     }
     queued.message = message;
-    Deliver(*session, std::move(queued));
+    Deliver(*session, std::move(queued), /*detour=*/true);
     ++delivered;
   }
   return delivered;

@@ -152,17 +152,20 @@ class Broker {
   // Ends the stand-in of a session that moved away from here (its client came back).
   void DropMovedStandIn(const std::string& client_id);
   // Queues `queued` on the session of `client_id` (a message its old node forwarded after it
-  // moved here). False if there is no such session.
+  // moved here: not held by the move hold). False if there is no such session.
   bool DeliverToSession(const std::string& client_id, QueuedMessage queued);
+  // Ends the move hold of `client_id`'s session (Session::ReleaseMoveHold), if it has one.
+  void ReleaseMoveHold(const std::string& client_id);
   // A fresh message id (Message::id) in a cluster, 0 on a node on its own.
   uint64_t NewMessageId();
   // Adds a session that moved here from another node (offline, replacing any left here) with
-  // its subscriptions, and writes it to the store.
+  // its subscriptions, and writes it to the store. What reaches it directly is held until the
+  // cluster releases it (ClusterHooks::SessionImported).
   void ImportSession(const storage::LoadedSession& loaded);
   // Delivers `message` to those of `client_ids`' sessions whose ordinary subscriptions match it
   // (a message a dead peer took but never acknowledged, to the sessions taken over from it);
   // a session that moved on to another node since gets it through its stand-in. Returns how
-  // many.
+  // many. Not held by a move hold: these come the long way.
   size_t DeliverToSessions(const MessagePtr& message, const std::vector<std::string>& client_ids);
   // Closes every client connection, on every worker (Worker::CloseAll).
   void CloseAllClients(const std::string& reason, uint8_t disconnect_reason, bool publish_wills);
@@ -220,8 +223,9 @@ class Broker {
   // Delivers to one member of `group`.
   bool DeliverShared(const MessagePtr& message, std::shared_ptr<SharedGroup> group,
                      const AuthConfig* auth);
-  // Queues `queued` on `session` and wakes its connection's worker if needed.
-  void Deliver(Session& session, QueuedMessage queued);
+  // Queues `queued` on `session` and wakes its connection's worker if needed. `detour`: see
+  // Session::Enqueue.
+  void Deliver(Session& session, QueuedMessage queued, bool detour = false);
   // Removes (filter, client id) from whichever index holds it.
   void EraseFromIndex(const std::string& filter, const std::string& client_id);
   // Adds `session`'s subscription to whichever index takes it (under the session's lock when

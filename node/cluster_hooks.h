@@ -71,7 +71,10 @@ class ClusterHooks {
   virtual void DeliverTo(const std::string& node, const std::string& client_id,
                          const QueuedMessage& queued) = 0;
   // The session of `client_id` arrived here (Broker::ImportSession): what its old node
-  // forwarded before it was in place can be delivered now.
+  // forwarded before it was in place can be delivered now. The session holds what reaches it
+  // directly until Broker::ReleaseMoveHold, which this calls once nothing sent the old way
+  // before the move can still be on its way (at once if the session did not come from a
+  // live owner).
   virtual void SessionImported(const std::string& client_id) = 0;
   // This node's claim on `client_id`'s session (0: none), which the session stores with its
   // record (Session::set_claim) so that it outlives a restart.

@@ -59,6 +59,7 @@ struct Counters {
   Counter cluster_sessions_moved;        // sessions taken over from another node
   Counter cluster_move_forwarded;        // messages for a session that moved away, sent after it
   Counter cluster_move_duplicates;       // copies a session that just moved here got twice, dropped
+  Counter cluster_move_holds_overflowed;  // move holds ended early: max_queued messages waited
   Counter qos2_resends_dropped;          // QoS 2 resends routed again that a session already had
   Counter cluster_sessions_taken_over;   // sessions of a dead or leaving node taken over here
   Counter cluster_stale_sessions_dropped;  // own sessions dropped: another node took them later
@@ -103,6 +104,7 @@ struct Counters {
     fn("cluster_sessions_moved", cluster_sessions_moved.value());
     fn("cluster_move_forwarded", cluster_move_forwarded.value());
     fn("cluster_move_duplicates", cluster_move_duplicates.value());
+    fn("cluster_move_holds_overflowed", cluster_move_holds_overflowed.value());
     fn("qos2_resends_dropped", qos2_resends_dropped.value());
     fn("cluster_sessions_taken_over", cluster_sessions_taken_over.value());
     fn("cluster_stale_sessions_dropped", cluster_stale_sessions_dropped.value());

@@ -90,12 +90,14 @@ std::deque<QueuedMessage>& Session::pending() {
 }
 
 std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits& limits,
-                                             Counters* counters) {
+                                             Counters* counters, bool detour) {
   queued.may_expire = queued.message->expires_at_ms != 0;
   absl::MutexLock lock(&mu_);
   if (discarded_) return std::nullopt;
-  if (move_ && TakenByMoveLocked(queued, counters)) return std::nullopt;
-  if (queued.qos == 2 && queued.message->qos2_key != 0 &&
+  // A held copy this detour copy replaces: stored under this seq (0: not stored).
+  std::optional<uint64_t> replaced_seq;
+  if (move_ && TakenByMoveLocked(queued, counters, detour, &replaced_seq)) return std::nullopt;
+  if (!replaced_seq && queued.qos == 2 && queued.message->qos2_key != 0 &&
       Qos2ResendSeenLocked(*queued.message, counters)) {
     return std::nullopt;
   }
@@ -103,11 +105,28 @@ std::optional<SessionOwner> Session::Enqueue(QueuedMessage queued, const Limits&
   // A persistent session's QoS 1/2 messages go to the store, in queue order (the seq), before
   // anyone can take them out of the queue: the owner's delete can never overtake this put.
   std::optional<storage::Batch> batch;
-  queued.seq = 0;
-  if (queued.qos > 0 && journaling()) {
-    queued.seq = ++last_seq_;
+  if (replaced_seq.value_or(0) != 0 && journaling()) {
     batch.emplace();
+    batch->DeleteMessage(client_id_, *replaced_seq);  // in the batch that puts its replacement
+  }
+  queued.seq = 0;
+  bool hold = move_ && move_->holding && !detour;
+  if (hold && limits.max_queued > 0 && move_->held.size() >= limits.max_queued) {
+    // The hold is bounded as the queue is: past that, order yields to memory.
+    ReleaseMoveHoldLocked();
+    counters->cluster_move_holds_overflowed.Increment();
+    hold = false;
+  }
+  if (queued.qos > 0 && journaling()) {
+    queued.seq = hold ? ++move_->held_last_seq : ++last_seq_;
+    if (!batch) batch.emplace();
     batch->PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
+  }
+  if (hold) {
+    // Stored now, so its publisher's acknowledgement stands; sent once the hold ends.
+    if (batch) persistence_->Submit(std::move(*batch));
+    move_->held.push_back(std::move(queued));
+    return std::nullopt;
   }
   if (queued.qos > 0 && limits.max_queued > 0) {
     size_t waiting = pending_size() - pending_qos0_;
@@ -466,14 +485,18 @@ storage::LoadedSession Session::ExportLocked() const {
     m.inflight->set_awaiting_pubcomp(f.awaiting_pubcomp);
     exported.messages.push_back(std::move(m));
   }
+  auto export_queued = [&](const QueuedMessage& queued) {
+    if (queued.qos == 0) return;  // not kept for an offline session (MQTT-3.1.2-5)
+    storage::LoadedSession::Message m;
+    m.seq = ++seq;
+    m.queued = Persistence::ToRecord(queued);
+    exported.messages.push_back(std::move(m));
+  };
   if (pending_) {
-    for (const QueuedMessage& queued : *pending_) {
-      if (queued.qos == 0) continue;  // not kept for an offline session (MQTT-3.1.2-5)
-      storage::LoadedSession::Message m;
-      m.seq = ++seq;
-      m.queued = Persistence::ToRecord(queued);
-      exported.messages.push_back(std::move(m));
-    }
+    for (const QueuedMessage& queued : *pending_) export_queued(queued);
+  }
+  if (move_) {
+    for (const QueuedMessage& queued : move_->held) export_queued(queued);
   }
   if (inbound_qos2_) {
     exported.inbound_qos2.assign(inbound_qos2_->begin(), inbound_qos2_->end());
@@ -520,10 +543,14 @@ void Session::AddEverythingLocked(storage::Batch* batch) const {
     record.set_awaiting_pubcomp(f.awaiting_pubcomp);
     batch->PutInflight(client_id_, f.queued.seq, record);
   }
+  auto put_queued = [&](const QueuedMessage& queued) {
+    if (queued.seq != 0) batch->PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
+  };
   if (pending_) {
-    for (const QueuedMessage& queued : *pending_) {
-      if (queued.seq != 0) batch->PutQueued(client_id_, queued.seq, Persistence::ToRecord(queued));
-    }
+    for (const QueuedMessage& queued : *pending_) put_queued(queued);
+  }
+  if (move_) {
+    for (const QueuedMessage& queued : move_->held) put_queued(queued);
   }
   if (inbound_qos2_) {
     for (uint16_t packet_id : *inbound_qos2_) batch->PutInboundQos2(client_id_, packet_id);
@@ -542,15 +569,49 @@ storage::LoadedSession Session::ExportAndForwardTo(Forwarder forward) {
   online_.store(false, std::memory_order_release);
   if (!move_) move_ = std::make_unique<MoveState>();
   move_->forward = std::move(forward);
+  move_->held.clear();  // exported with the rest
+  move_->holding = false;
   return exported;
 }
 
-void Session::StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms) {
+void Session::StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms, bool hold) {
   absl::MutexLock lock(&mu_);
   if (!move_) move_ = std::make_unique<MoveState>();
   move_->seen.insert(ids.begin(), ids.end());
   move_->seen.erase(0);
   move_->dedup_until_ms = until_ms;
+  if (hold && !move_->holding) {
+    move_->holding = true;
+    move_->held_last_seq = last_seq_ + (uint64_t{1} << 32);
+  }
+}
+
+std::optional<SessionOwner> Session::ReleaseMoveHold() {
+  absl::MutexLock lock(&mu_);
+  if (!move_ || !move_->holding) return std::nullopt;
+  const bool any = !move_->held.empty();
+  ReleaseMoveHoldLocked();
+  if (!any || !owner_ || flush_scheduled_) return std::nullopt;
+  flush_scheduled_ = true;
+  return owner_;
+}
+
+bool Session::move_hold_on() const {
+  absl::MutexLock lock(&mu_);
+  return move_ && move_->holding;
+}
+
+void Session::ReleaseMoveHoldLocked() {
+  move_->holding = false;
+  last_seq_ = std::max(last_seq_, move_->held_last_seq);
+  for (QueuedMessage& queued : move_->held) {
+    if (queued.qos == 0) {
+      if (!owner_) continue;  // offline now: not kept (MQTT-3.1.2-5)
+      ++pending_qos0_;
+    }
+    pending().push_back(std::move(queued));
+  }
+  move_->held.clear();
 }
 
 std::vector<uint64_t> Session::recent_qos2_keys() const {
@@ -584,18 +645,31 @@ bool Session::Qos2ResendSeenLocked(const Message& message, Counters* counters) {
   return false;
 }
 
-bool Session::TakenByMoveLocked(const QueuedMessage& queued, Counters* counters) {
+bool Session::TakenByMoveLocked(const QueuedMessage& queued, Counters* counters, bool detour,
+                                std::optional<uint64_t>* replaced_seq) {
   if (move_->forward) {
     move_->forward(queued);
     counters->cluster_move_forwarded.Increment();
     return true;
   }
-  if (MonotonicMillis() >= move_->dedup_until_ms) {
+  if (MonotonicMillis() >= move_->dedup_until_ms && !move_->holding) {
     move_.reset();  // the move is over: back to the plain path
     return false;
   }
   const uint64_t id = queued.message->id;
   if (id != 0 && !move_->seen.insert(id).second) {
+    if (detour && move_->holding) {
+      // The copy that came directly is held: this one, on the detour, is where the message
+      // belongs in its publisher's order (what the detour brought before it is in already).
+      auto held = std::find_if(move_->held.begin(), move_->held.end(),
+                               [id](const QueuedMessage& m) { return m.message->id == id; });
+      if (held != move_->held.end()) {
+        *replaced_seq = held->seq;
+        move_->held.erase(held);
+        counters->cluster_move_duplicates.Increment();
+        return false;
+      }
+    }
     counters->cluster_move_duplicates.Increment();
     return true;
   }

@@ -107,13 +107,15 @@ class Session {
   // `max_inflight` window while online. QoS 0 to a live client is bounded by its output buffer
   // instead (see Connection::DeliverPending). When a QoS 1/2 message finds the queue full, the
   // oldest QoS 0 message goes first, else the oldest waiting message (counted in `counters`).
-  // Returns the owner to wake when the owner has no flush scheduled yet.
+  // Returns the owner to wake when the owner has no flush scheduled yet. `detour`: the message
+  // comes the long way round a move (its old node's stand-in, or a failover's redelivery), so
+  // it does not wait behind a move hold (StartMoveDedup) as the direct ones do.
   struct Limits {
     size_t max_queued = 1000;
     size_t max_inflight = 20;
   };
   std::optional<SessionOwner> Enqueue(QueuedMessage queued, const Limits& limits,
-                                      Counters* counters);
+                                      Counters* counters, bool detour = false);
 
   // The username the session's current connection authenticated with, for ACL read checks.
   std::optional<std::string> username() const;
@@ -225,6 +227,10 @@ class Session {
     pending_.reset();
     pending_qos0_ = 0;
     inflight_.clear();
+    if (move_) {
+      move_->held.clear();
+      move_->holding = false;
+    }
   }
   std::map<std::string, SubscriptionOptions> subscriptions() const;
 
@@ -257,7 +263,13 @@ class Session {
   // For a session that just moved here: until `until_ms` (MonotonicMillis()), a message whose id
   // is in `ids` or was enqueued before is dropped, since during the move one message can reach
   // the session by two paths (through the old node's stand-in and directly).
-  void StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms);
+  // With `hold`, messages that come directly also wait (stored, but not sent) until
+  // ReleaseMoveHold: one its publisher sent before them may still be on the stand-in's detour.
+  void StartMoveDedup(const std::vector<uint64_t>& ids, int64_t until_ms, bool hold);
+  // Queues what the move hold kept back, behind what came the long way meanwhile. Returns the
+  // owner to wake, as Enqueue does. Nothing if no hold is on.
+  std::optional<SessionOwner> ReleaseMoveHold();
+  bool move_hold_on() const;
 
   // --- Persistence (see node/persistence.h) ------------------------------------------------
   // Stops writing this session's state and returns true if it was writing it: the caller
@@ -341,11 +353,21 @@ class Session {
     Forwarder forward;
     absl::flat_hash_set<uint64_t> seen;
     int64_t dedup_until_ms = 0;
+    // The move hold (StartMoveDedup). Held messages are stored as they come, numbered from
+    // 2^32 past the queue's last seq: what comes the long way meanwhile takes the numbers
+    // below, so the store's order is the order they are sent in, even after a crash.
+    bool holding = false;
+    uint64_t held_last_seq = 0;
+    std::vector<QueuedMessage> held;
   };
   std::unique_ptr<MoveState> move_ ABSL_GUARDED_BY(mu_);
-  // True if the move state took `queued` (forwarded it, or dropped it as a duplicate).
-  bool TakenByMoveLocked(const QueuedMessage& queued, Counters* counters)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if the move state took `queued` (forwarded it, or dropped it as a duplicate). A
+  // `detour` copy of a held message takes its place: the held one is dropped instead, and
+  // `replaced_seq` set to its seq.
+  bool TakenByMoveLocked(const QueuedMessage& queued, Counters* counters, bool detour,
+                         std::optional<uint64_t>* replaced_seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the held messages to the queue and ends the hold.
+  void ReleaseMoveHoldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 template <typename Fn>

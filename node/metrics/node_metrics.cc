@@ -64,6 +64,8 @@ constexpr std::pair<std::string_view, std::string_view> kCounterHelp[] = {
     {"cluster_sessions_moved", "Sessions taken over from another node."},
     {"cluster_move_forwarded", "Messages for a session that moved away, passed on after it."},
     {"cluster_move_duplicates", "Second copies of messages a session that just moved dropped."},
+    {"cluster_move_holds_overflowed",
+     "Move holds ended before their fence: as many messages as --max_queued_messages waited."},
     {"cluster_sessions_taken_over", "Sessions of a dead or leaving node taken over here."},
     {"cluster_stale_sessions_dropped",
      "Own sessions dropped because another node took them later."},

@@ -639,6 +639,87 @@ class SessionTest(ClusterCase):
         c.expect_nothing_before_ping()
 
 
+class MoveOrderTest(ClusterCase):
+    # Deep enough that a subscriber that lags behind its publishers by thousands loses none.
+    cluster_flags = {"max_queued_messages": 100000}
+
+    def persistent(self, client_id, node, session_present):
+        c = self.raw(node=node)
+        c.send(connect(client_id, clean=False))
+        c.expect(connack(session_present, 0))
+        return c
+
+    def test_session_moves_keep_each_publishers_order(self):
+        """A persistent QoS 1 subscriber hops between A and B twenty times while a publisher on
+        B and one on C send as fast as their acknowledgements allow: each publisher's messages
+        reach it in the order sent (first copies; what it had not acknowledged at a hop comes
+        again with DUP), none lost. Around each move a node routes some messages to the old
+        node, which passes them on through its stand-in, and then sends the next ones to the
+        new node directly; those must not overtake the ones on the detour (the move fence)."""
+        t = self.topic()
+        client_id = unique_id("order")
+        c = self.persistent(client_id, A, 0)
+        c.send(subscribe(1, [(t, 1)]))
+        c.expect(suback(1, [1]))
+        total = 4000
+        errors = []
+
+        def publish_all(node, name):
+            try:
+                pub = Publisher(self, node)
+                for start in range(0, total, 20):
+                    pub.publish_many(t, [b"%s %d" % (name, i) for i in range(start, start + 20)],
+                                     qos=1)
+                pub.publish(t, b"%s end" % name, qos=1)
+            except Exception as e:  # reported by the main thread
+                errors.append(e)
+        publishers = [threading.Thread(target=publish_all, args=(node, name))
+                      for node, name in ((B, b"B"), (C, b"C"))]
+        for publisher in publishers:
+            publisher.start()
+            self.addCleanup(publisher.join, TIMEOUT)
+        got = []  # (payload, dup), in arrival order
+        ends = set()
+
+        def read(client, count):
+            for _ in range(count):
+                msg = parse_publish(client.read_packet())
+                got.append((msg["payload"], msg["dup"]))
+                client.send(puback(msg["mid"]))
+                if msg["payload"].endswith(b" end"):
+                    ends.add(msg["payload"])
+                    if len(ends) == 2:
+                        return True
+            return False
+
+        ended = False
+        for node in (B, A) * 10:
+            ended = read(c, 100)
+            if ended:
+                break
+            c.send(disconnect())
+            try:  # what was already on its way: unacknowledged, so it comes again (DUP)
+                while True:
+                    msg = parse_publish(c.read_packet())
+                    got.append((msg["payload"], msg["dup"]))
+            except ConnectionClosed:
+                pass
+            c = self.persistent(client_id, node, 1)
+        while not ended:
+            ended = read(c, 1)
+        for publisher in publishers:
+            publisher.join(TIMEOUT)
+        self.assertEqual(errors, [])
+        for name in (b"B", b"C"):
+            numbers = [(int(p.split()[1]), dup) for p, dup in got
+                       if p.startswith(name + b" ") and not p.endswith(b" end")]
+            firsts = [n for n, dup in numbers if not dup]
+            overtaken = [(a, b) for a, b in zip(firsts, firsts[1:]) if b <= a]
+            self.assertEqual(overtaken, [], "%s's messages out of order (first copies)" % name)
+            lost = sorted(set(range(total)) - {n for n, _ in numbers})
+            self.assertEqual(lost, [], "%s's messages lost" % name)
+
+
 class MembershipTest(ClusterCase):
     """Nodes that stop, crash, freeze or join late. Each test starts its own cluster."""
 

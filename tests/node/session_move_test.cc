@@ -68,6 +68,13 @@ QueuedMessage Queued(const std::string& payload, uint8_t qos,
   return queued;
 }
 
+// A message with a cluster-wide id (Message::id), as a session that just moved dedupes by.
+QueuedMessage WithId(const std::string& payload, uint64_t id, uint8_t qos = 1) {
+  QueuedMessage queued = Queued(payload, qos);
+  std::const_pointer_cast<Message>(queued.message)->id = id;
+  return queued;
+}
+
 SubscriptionOptions Qos(uint8_t qos) {
   SubscriptionOptions options;
   options.qos = qos;
@@ -499,6 +506,117 @@ TEST_F(SessionMoveStoreTest, JournalEverythingWritesNothingForASessionThatEndsWi
   EXPECT_EQ(store().last_ticket(), ticket);
   EXPECT_EQ(arrived.queued_count(), 1u);  // kept in memory all the same
   EXPECT_THAT(Reload(), IsEmpty());
+}
+
+// ---- The move hold (StartMoveDedup with hold, ReleaseMoveHold) ------------------------------
+
+TEST(SessionMoveTest, MoveHoldKeepsDirectMessagesBehindThoseThatComeTheLongWay) {
+  Session s("mover", kHour);
+  Counters counters;
+  const Session::Limits limits;
+  s.Attach(kOwnerB, std::nullopt);
+  s.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  EXPECT_TRUE(s.move_hold_on());
+  s.Enqueue(WithId("direct 1", 11), limits, &counters);
+  s.Enqueue(WithId("detour 1", 1), limits, &counters, /*detour=*/true);
+  s.Enqueue(WithId("direct 2", 12), limits, &counters);
+  s.Enqueue(WithId("detour 1", 1), limits, &counters, /*detour=*/true);  // a second copy
+  EXPECT_EQ(counters.cluster_move_duplicates.value(), 1u);
+  EXPECT_EQ(Payloads(Take(s, kOwnerB, 20)), (std::vector<std::string>{"detour 1"}));
+
+  std::optional<SessionOwner> wake = s.ReleaseMoveHold();
+  ASSERT_TRUE(wake);
+  EXPECT_EQ(*wake, kOwnerB);
+  EXPECT_FALSE(s.move_hold_on());
+  EXPECT_FALSE(s.ReleaseMoveHold());  // once
+  s.Enqueue(WithId("direct 3", 13), limits, &counters);
+  s.Enqueue(WithId("direct 3", 13), limits, &counters, /*detour=*/true);  // a second copy
+  EXPECT_EQ(Payloads(Take(s, kOwnerB, 20)),
+            (std::vector<std::string>{"direct 1", "direct 2", "direct 3"}));
+  EXPECT_EQ(counters.cluster_move_duplicates.value(), 2u);
+}
+
+TEST_F(SessionMoveStoreTest, ADetourCopyOfAHeldMessageTakesItsPlace) {
+  // The detour brings everything sent that way before the message first: its copy there is
+  // where the message belongs, and the held copy goes, from the store too.
+  Session s("mover", kHour, persistence());
+  s.JournalEverything();
+  s.Attach(kOwnerB, std::nullopt);
+  s.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  s.Enqueue(WithId("m", 11), limits_, &counters_);
+  s.Enqueue(WithId("n", 12), limits_, &counters_);
+  s.Enqueue(WithId("before m", 1), limits_, &counters_, /*detour=*/true);
+  s.Enqueue(WithId("m", 11), limits_, &counters_, /*detour=*/true);
+  EXPECT_EQ(counters_.cluster_move_duplicates.value(), 1u);
+  std::vector<storage::LoadedSession> loaded = Reload();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_THAT(Describe(loaded[0]), ElementsAre("before m", "m", "n"));
+  s.ReleaseMoveHold();
+  EXPECT_EQ(Payloads(Take(s, kOwnerB, 20)), (std::vector<std::string>{"before m", "m", "n"}));
+}
+
+TEST(SessionMoveTest, ExportDuringAMoveHoldTakesTheHeldMessagesAlongInOrder) {
+  Session s("mover", kHour);
+  Counters counters;
+  const Session::Limits limits;
+  s.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  s.Enqueue(WithId("direct", 11), limits, &counters);
+  s.Enqueue(WithId("detour", 1), limits, &counters, /*detour=*/true);
+  const storage::LoadedSession exported = s.DiscardAndExport([](const std::string&) {});
+  EXPECT_THAT(Describe(exported), ElementsAre("detour", "direct"));
+}
+
+TEST(SessionMoveTest, MoveHoldEndsEarlyOnceMaxQueuedMessagesWait) {
+  Session s("mover", kHour);
+  Counters counters;
+  const Session::Limits limits{2, 20};
+  s.Attach(kOwnerB, std::nullopt);
+  s.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  s.Enqueue(WithId("a", 11), limits, &counters);
+  s.Enqueue(WithId("b", 12), limits, &counters);
+  EXPECT_THAT(Take(s, kOwnerB, 20), IsEmpty());
+  s.Enqueue(WithId("c", 13), limits, &counters);  // a third would pass the queue's limit
+  EXPECT_EQ(counters.cluster_move_holds_overflowed.value(), 1u);
+  EXPECT_FALSE(s.move_hold_on());
+  EXPECT_EQ(Payloads(Take(s, kOwnerB, 20)), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(SessionMoveTest, MoveHoldOutlivesTheDedupWindowUntilReleased) {
+  Session s("mover", kHour);
+  Counters counters;
+  const Session::Limits limits;
+  s.Attach(kOwnerB, std::nullopt);
+  s.StartMoveDedup({}, MonotonicMillis() - 1, /*hold=*/true);  // dedup window already over
+  s.Enqueue(WithId("direct", 11), limits, &counters);
+  EXPECT_THAT(Take(s, kOwnerB, 20), IsEmpty());
+  s.ReleaseMoveHold();
+  EXPECT_EQ(Payloads(Take(s, kOwnerB, 20)), (std::vector<std::string>{"direct"}));
+}
+
+TEST_F(SessionMoveStoreTest, HeldMessagesAreStoredBehindThoseThatComeTheLongWay) {
+  // Stored at once (their publishers were acknowledged), in the order they will be sent: a
+  // restart during the hold, or after it, resumes with the detour's messages first.
+  Session s("mover", kHour, persistence());
+  s.JournalEverything();
+  s.Enqueue(WithId("before", 10), limits_, &counters_);
+  s.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  s.Enqueue(WithId("direct 1", 11), limits_, &counters_);
+  s.Enqueue(WithId("detour", 1), limits_, &counters_, /*detour=*/true);
+  s.Enqueue(WithId("direct 2", 12), limits_, &counters_);
+  std::vector<storage::LoadedSession> loaded = Reload();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_THAT(Describe(loaded[0]), ElementsAre("before", "detour", "direct 1", "direct 2"));
+
+  Session again("mover", kHour, persistence());
+  again.Restore(loaded[0]);
+  again.StartMoveDedup({}, MonotonicMillis() + 60'000, /*hold=*/true);
+  again.Enqueue(WithId("held", 13), limits_, &counters_);
+  again.ReleaseMoveHold();
+  again.Enqueue(WithId("after", 14), limits_, &counters_);
+  loaded = Reload();
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_THAT(Describe(loaded[0]),
+              ElementsAre("before", "detour", "direct 1", "direct 2", "held", "after"));
 }
 
 // ---- SessionStore::Find and Extract --------------------------------------------------------
