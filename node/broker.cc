@@ -326,9 +326,14 @@ size_t Broker::Publish(const MessagePtr& message, const Session* origin,
   }
   deliver_here.assign(groups.size(), 1);
   if (cluster != nullptr) {
+    // Only a publisher that gave a callback waits. One that saw no remote route a moment ago
+    // gave none: a route that arrived since gets the message, unconfirmed (the subscription is
+    // as new as the message), and the publisher has nothing to wait for; told to wait, it
+    // held its acknowledgement for a callback that never comes.
+    const bool confirmed = on_peers_accepted != nullptr;
     const size_t peers =
         cluster->Forward(message, groups, &deliver_here, std::move(on_peers_accepted));
-    if (peers > 0 && awaiting_peers != nullptr) *awaiting_peers = true;
+    if (peers > 0 && confirmed && awaiting_peers != nullptr) *awaiting_peers = true;
     delivered += peers;
   }
   for (size_t i = 0; i < groups.size(); ++i) {

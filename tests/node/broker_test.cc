@@ -1,0 +1,106 @@
+// Broker::Publish in a cluster (node/broker.h), against a stand-in for the cluster that records
+// what the broker asks of it: whether a publisher is told to wait for its peers.
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "node/broker.h"
+#include "node/cluster_hooks.h"
+#include "node/config.h"
+#include "node/message.h"
+
+namespace meshmq {
+namespace {
+
+// Forward reports `peers` peers took each message, as a cluster whose routes changed after
+// the publisher looked (HasRemoteRoutes) would; the callback is kept, never called.
+class RecordingCluster : public ClusterHooks {
+ public:
+  size_t peers = 1;
+  int forwards = 0;
+  std::vector<std::function<void(bool)>> callbacks;
+
+  size_t Forward(const MessagePtr&, const std::vector<std::shared_ptr<SharedGroup>>&,
+                 std::vector<char>*, std::function<void(bool)> on_accepted) override {
+    ++forwards;
+    if (on_accepted) callbacks.push_back(std::move(on_accepted));
+    return peers;
+  }
+  bool HasRemoteRoutes() const override { return false; }
+  void LocalRouteAdded(const std::string&, const std::string&) override {}
+  void LocalRouteRemoved(const std::string&, const std::string&) override {}
+  void Barrier(std::function<void()> done) override { done(); }
+  void RetainedChanged(const std::string&, const Message*, const RetainedVersion&) override {}
+  bool TakeSession(const std::string&, bool,
+                   std::function<void(std::optional<storage::LoadedSession>)>) override {
+    return false;
+  }
+  void DeliverTo(const std::string&, const std::string&, const QueuedMessage&) override {}
+  void SessionImported(const std::string&) override {}
+  uint64_t ClaimOf(const std::string&) override { return 0; }
+  int64_t move_grace_ms() const override { return 1000; }
+  void OnDurable(uint64_t) override {}
+  bool Serving() const override { return true; }
+  bool HoldPublish(std::string_view, std::function<void()>) override { return false; }
+  void WillChanged(const std::string&, const MessagePtr&, uint32_t,
+                   std::function<void()> copied) override {
+    if (copied) copied();
+  }
+  SessionReplication* replication() override { return nullptr; }
+  void Shutdown() override {}
+};
+
+MessagePtr Qos1(const std::string& topic) {
+  auto message = std::make_shared<Message>();
+  message->topic = topic;
+  message->payload = "m";
+  message->qos = 1;
+  return message;
+}
+
+TEST(BrokerPublishTest, APublisherThatGaveNoCallbackIsNotToldToWaitForPeers) {
+  // A QoS 1 publisher that saw no remote route gives no callback; a route that arrived since
+  // gets the message all the same. Told to wait, it would hold its PUBACK for ever (or, with no
+  // wait ever started on its connection, crash the node).
+  Broker broker{BrokerConfig{}};
+  RecordingCluster cluster;
+  broker.SetCluster(&cluster);
+  bool awaiting_peers = false;
+  EXPECT_EQ(broker.Publish(Qos1("t"), nullptr, nullptr, &awaiting_peers), 1u);
+  EXPECT_EQ(cluster.forwards, 1);
+  EXPECT_FALSE(awaiting_peers);
+}
+
+TEST(BrokerPublishTest, APublisherWithACallbackWaitsWhenPeersGotTheMessage) {
+  Broker broker{BrokerConfig{}};
+  RecordingCluster cluster;
+  broker.SetCluster(&cluster);
+  bool awaiting_peers = false;
+  broker.Publish(Qos1("t"), nullptr, [](bool) {}, &awaiting_peers);
+  EXPECT_TRUE(awaiting_peers);
+  EXPECT_EQ(cluster.callbacks.size(), 1u);
+
+  cluster.peers = 0;  // no peer had subscribers after all: nothing to wait for
+  awaiting_peers = false;
+  broker.Publish(Qos1("t"), nullptr, [](bool) {}, &awaiting_peers);
+  EXPECT_FALSE(awaiting_peers);
+}
+
+TEST(BrokerPublishTest, SysTopicsStayOnTheNode) {
+  Broker broker{BrokerConfig{}};
+  RecordingCluster cluster;
+  broker.SetCluster(&cluster);
+  bool awaiting_peers = false;
+  broker.Publish(Qos1("$SYS/broker/uptime"), nullptr, [](bool) {}, &awaiting_peers);
+  EXPECT_EQ(cluster.forwards, 0);
+  EXPECT_FALSE(awaiting_peers);
+}
+
+}  // namespace
+}  // namespace meshmq
