@@ -402,7 +402,7 @@ void Broker::StandInForAll(const std::function<std::string(const std::string&)>&
     if (moving == nullptr) continue;
     const std::string to_node = target(client_id);
     if (to_node.empty() || cluster_ == nullptr) {
-      moving->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+      moving->Discard([&](const std::string& filter) { EraseFromIndex(filter, *moving); });
       continue;
     }
     StandIn(std::move(moving), client_id, to_node);
@@ -421,7 +421,8 @@ storage::LoadedSession Broker::StandIn(std::shared_ptr<Session> moving,
   absl::MutexLock lock(&moved_mu_);
   MovedStandIn& moved = moved_out_[client_id];
   if (moved.stand_in != nullptr) {
-    moved.stand_in->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+    moved.stand_in->Discard(
+        [&](const std::string& filter) { EraseFromIndex(filter, *moved.stand_in); });
   }
   moved = MovedStandIn{std::move(moving), MonotonicMillis() + cluster_->move_grace_ms()};
   return exported;
@@ -432,7 +433,7 @@ void Broker::DropMovedStandIn(const std::string& client_id) {
   auto it = moved_out_.find(client_id);
   if (it == moved_out_.end()) return;
   it->second.stand_in->Discard(
-      [&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+      [&](const std::string& filter) { EraseFromIndex(filter, *it->second.stand_in); });
   moved_out_.erase(it);
 }
 
@@ -475,7 +476,7 @@ uint64_t Broker::NewMessageId() {
 
 void Broker::ImportSession(const storage::LoadedSession& loaded) {
   if (std::shared_ptr<Session> stale = sessions_.Extract(loaded.client_id)) {
-    stale->Discard([&](const std::string& filter) { EraseFromIndex(filter, loaded.client_id); });
+    stale->Discard([&](const std::string& filter) { EraseFromIndex(filter, *stale); });
   }
   std::shared_ptr<Session> session = sessions_.Restore(loaded, MonotonicMillis());
   if (cluster_ != nullptr) {
@@ -549,7 +550,7 @@ bool Broker::DropStaleSession(const std::string& client_id) {
     const uint64_t connection_id = owner->connection_id;
     worker->Post([worker, connection_id] { worker->CloseTakenOver(connection_id, false); });
   }
-  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, *session); });
   return true;
 }
 
@@ -560,7 +561,7 @@ bool Broker::DropSession(const std::string& client_id) {
   if (std::optional<SessionOwner> owner = session->current_owner(); owner && owner->worker) {
     owner->worker->CloseByAdmin(owner->connection_id, /*publish_will=*/false);
   }
-  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, client_id); });
+  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, *session); });
   return true;
 }
 
@@ -594,16 +595,22 @@ void Broker::InsertIntoIndex(const std::shared_ptr<Session>& session, const std:
 }
 
 bool Broker::Unsubscribe(const std::shared_ptr<Session>& session, const std::string& filter) {
-  return session->RemoveSubscription(filter, [&] { EraseFromIndex(filter, session->client_id()); });
+  return session->RemoveSubscription(filter, [&] { EraseFromIndex(filter, *session); });
 }
 
-void Broker::EraseFromIndex(const std::string& filter, const std::string& client_id) {
+void Broker::EraseFromIndex(const std::string& filter, const Session& session) {
+  // Only this session object's entry: the client id's entry may be a newer session's by now (a
+  // stand-in expiring, or replaced, after its session came back here).
+  const std::string& client_id = session.client_id();
   SharedFilter shared;
   if (ClassifyFilter(filter, &shared) != FilterKind::kShared) {
-    if (subscriptions_.Erase(filter, client_id) && cluster_ != nullptr) {
+    if (subscriptions_.EraseIf(
+            filter, client_id,
+            [&](const SubscriberRef& ref) { return ref.session.get() == &session; }) &&
+        cluster_ != nullptr) {
       cluster_->LocalRouteRemoved(filter, std::string());
     }
-  } else if (shared_.Unsubscribe(shared.group, shared.filter, client_id)) {
+  } else if (shared_.Unsubscribe(shared.group, shared.filter, client_id, &session)) {
     shared_memberships_.fetch_sub(1, std::memory_order_relaxed);
     if (cluster_ != nullptr) {
       cluster_->LocalRouteRemoved(std::string(shared.filter), std::string(shared.group));
@@ -631,8 +638,7 @@ void Broker::RedeliverShared(std::vector<QueuedMessage> messages,
 }
 
 void Broker::DiscardSession(const std::shared_ptr<Session>& session) {
-  session->Discard(
-      [&](const std::string& filter) { EraseFromIndex(filter, session->client_id()); });
+  session->Discard([&](const std::string& filter) { EraseFromIndex(filter, *session); });
   if (MessagePtr will = CancelWill(session->client_id())) PublishWill(will);
 }
 
@@ -662,7 +668,7 @@ void Broker::Housekeeping(int64_t now_ms) {
     absl::erase_if(moved_out_, [&](auto& entry) {
       if (entry.second.until_ms > now_ms) return false;
       entry.second.stand_in->Discard(
-          [&](const std::string& filter) { EraseFromIndex(filter, entry.first); });
+          [&](const std::string& filter) { EraseFromIndex(filter, *entry.second.stand_in); });
       return true;
     });
   }

@@ -226,8 +226,9 @@ class Broker {
   // Queues `queued` on `session` and wakes its connection's worker if needed. `detour`: see
   // Session::Enqueue.
   void Deliver(Session& session, QueuedMessage queued, bool detour = false);
-  // Removes (filter, client id) from whichever index holds it.
-  void EraseFromIndex(const std::string& filter, const std::string& client_id);
+  // Removes `session`'s subscription to `filter` from whichever index holds it, if that entry
+  // is still this session object's.
+  void EraseFromIndex(const std::string& filter, const Session& session);
   // Adds `session`'s subscription to whichever index takes it (under the session's lock when
   // called from Subscribe).
   void InsertIntoIndex(const std::shared_ptr<Session>& session, const std::string& filter,

@@ -59,10 +59,11 @@ bool SharedGroup::Add(Member member) {
   return true;
 }
 
-bool SharedGroup::Remove(const std::string& client_id) {
+bool SharedGroup::Remove(const std::string& client_id, const Session* only) {
   absl::MutexLock lock(&mu_);
-  auto it = std::find_if(members_.begin(), members_.end(),
-                         [&](const Member& m) { return m.session->client_id() == client_id; });
+  auto it = std::find_if(members_.begin(), members_.end(), [&](const Member& m) {
+    return m.session->client_id() == client_id && (only == nullptr || m.session.get() == only);
+  });
   if (it == members_.end()) return false;
   const size_t index = it - members_.begin();
   members_.erase(it);
@@ -95,11 +96,11 @@ bool SharedSubscriptions::Subscribe(std::string_view group, std::string_view fil
 }
 
 bool SharedSubscriptions::Unsubscribe(std::string_view group, std::string_view filter,
-                                      const std::string& client_id) {
+                                      const std::string& client_id, const Session* only) {
   absl::MutexLock lock(&mu_);
   auto it = by_name_.find(GroupKey(group, filter));
   if (it == by_name_.end()) return false;
-  if (!it->second->Remove(client_id)) return false;
+  if (!it->second->Remove(client_id, only)) return false;
   // Drop an empty group so unique group names do not accumulate. A publish that matched it just
   // before finds no member and skips it.
   if (it->second->size() == 0) {

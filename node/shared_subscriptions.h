@@ -51,8 +51,9 @@ class SharedGroup {
   // Adds `member`, or replaces the options (and the Session object) of the member with the same
   // client id, keeping its place in the order. Returns true if it was new.
   bool Add(Member member);
-  // Removes the member with `client_id`. Returns true if it was there.
-  bool Remove(const std::string& client_id);
+  // Removes the member with `client_id` (with `only`: if it is that session object). Returns true
+  // if it was there.
+  bool Remove(const std::string& client_id, const Session* only = nullptr);
   size_t size() const;
 
  private:
@@ -71,8 +72,10 @@ class SharedSubscriptions {
   bool Subscribe(std::string_view group, std::string_view filter, std::shared_ptr<Session> session,
                  SubscriptionOptions options);
   // Removes `client_id` from (group, filter); a group left empty is removed. Returns true if the
-  // membership existed.
-  bool Unsubscribe(std::string_view group, std::string_view filter, const std::string& client_id);
+  // membership existed. With `only`, only if the member is that session object (another one
+  // with the client id may have joined since).
+  bool Unsubscribe(std::string_view group, std::string_view filter, const std::string& client_id,
+                   const Session* only = nullptr);
   // The group (group, filter), or null.
   std::shared_ptr<SharedGroup> Find(std::string_view group, std::string_view filter) const;
 

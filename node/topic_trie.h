@@ -51,7 +51,14 @@ class TopicTrie {
 
   // Removes (filter, key). Returns true if it existed. Prunes nodes left empty, so a churn of
   // unique filters (client-id-named topics) does not leave the trie growing.
-  bool Erase(std::string_view filter, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_);
+  bool Erase(std::string_view filter, const std::string& key) ABSL_LOCKS_EXCLUDED(mu_) {
+    return EraseIf(filter, key, [](const Value&) { return true; });
+  }
+  // As Erase, only if is_it(value) says the stored Value is the one to remove (a key can
+  // be stored again, for a newer subscriber, after the caller looked).
+  template <typename Pred>
+  bool EraseIf(std::string_view filter, const std::string& key, Pred&& is_it)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Calls fn(const std::string& key, const Value& value) once per subscription whose filter
   // matches `topic`, under the shared lock: fn must be quick and must not call back into the trie.
@@ -118,11 +125,22 @@ class TopicTrie {
     return count;
   }
 
+  // Removes `key` from `subscribers` if is_it(its value).
+  template <typename Pred>
+  static bool EraseKey(Subscribers& subscribers, const std::string& key, Pred& is_it) {
+    auto it = subscribers.find(key);
+    if (it == subscribers.end() || !is_it(it->second)) return false;
+    subscribers.erase(it);
+    return true;
+  }
+
   // Removes (filter from `begin`, key) below `node` and prunes the children it empties.
-  static bool EraseFrom(Node* node, std::string_view filter, size_t begin, const std::string& key) {
+  template <typename Pred>
+  static bool EraseFrom(Node* node, std::string_view filter, size_t begin, const std::string& key,
+                        Pred& is_it) {
     size_t next;
     const std::string_view level = NextTopicLevel(filter, begin, &next);
-    if (level == "#") return node->multi.erase(key) > 0;
+    if (level == "#") return EraseKey(node->multi, key, is_it);
     Node* child = nullptr;
     auto it = node->children.end();
     if (level == "+") {
@@ -132,8 +150,8 @@ class TopicTrie {
       if (it != node->children.end()) child = it->second.get();
     }
     if (child == nullptr) return false;
-    const bool erased = next == std::string_view::npos ? child->exact.erase(key) > 0
-                                                       : EraseFrom(child, filter, next, key);
+    const bool erased = next == std::string_view::npos ? EraseKey(child->exact, key, is_it)
+                                                       : EraseFrom(child, filter, next, key, is_it);
     if (erased && child->empty()) {
       if (level == "+") {
         node->plus.reset();
@@ -184,10 +202,11 @@ bool TopicTrie<Value>::Insert(std::string_view filter, const std::string& key, V
 }
 
 template <typename Value>
-bool TopicTrie<Value>::Erase(std::string_view filter, const std::string& key) {
+template <typename Pred>
+bool TopicTrie<Value>::EraseIf(std::string_view filter, const std::string& key, Pred&& is_it) {
   if (!IsValidTopicFilter(filter)) return false;
   absl::MutexLock lock(&mu_);
-  if (!EraseFrom(&root_, filter, 0, key)) return false;
+  if (!EraseFrom(&root_, filter, 0, key, is_it)) return false;
   --size_;
   return true;
 }

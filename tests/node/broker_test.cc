@@ -13,6 +13,7 @@
 #include "node/broker.h"
 #include "node/cluster_hooks.h"
 #include "node/config.h"
+#include "node/event_loop.h"
 #include "node/message.h"
 
 namespace meshmq {
@@ -25,6 +26,7 @@ class RecordingCluster : public ClusterHooks {
   size_t peers = 1;
   int forwards = 0;
   std::vector<std::function<void(bool)>> callbacks;
+  std::vector<std::string> passed_on;  // DeliverTo: "node client payload"
 
   size_t Forward(const MessagePtr&, const std::vector<std::shared_ptr<SharedGroup>>&,
                  std::vector<char>*, std::function<void(bool)> on_accepted) override {
@@ -41,7 +43,10 @@ class RecordingCluster : public ClusterHooks {
                    std::function<void(std::optional<storage::LoadedSession>)>) override {
     return false;
   }
-  void DeliverTo(const std::string&, const std::string&, const QueuedMessage&) override {}
+  void DeliverTo(const std::string& node, const std::string& client_id,
+                 const QueuedMessage& queued) override {
+    passed_on.push_back(node + " " + client_id + " " + queued.message->payload);
+  }
   void SessionImported(const std::string&) override {}
   uint64_t ClaimOf(const std::string&) override { return 0; }
   int64_t move_grace_ms() const override { return 1000; }
@@ -56,12 +61,34 @@ class RecordingCluster : public ClusterHooks {
   void Shutdown() override {}
 };
 
-MessagePtr Qos1(const std::string& topic) {
+MessagePtr Qos1(const std::string& topic, const std::string& payload = "m") {
   auto message = std::make_shared<Message>();
   message->topic = topic;
-  message->payload = "m";
+  message->payload = payload;
   message->qos = 1;
   return message;
+}
+
+// A persistent session subscribed to `filter` at QoS 1, as it arrives from another node.
+storage::LoadedSession Arriving(const std::string& client_id, const std::string& filter) {
+  storage::LoadedSession loaded;
+  loaded.client_id = client_id;
+  loaded.record.set_expiry_interval(3600);
+  storage::SubscriptionRecord* subscription = loaded.record.add_subscriptions();
+  subscription->set_filter(filter);
+  subscription->set_qos(1);
+  return loaded;
+}
+
+// Hands `client_id`'s session over to `node`, as a TakeSession from there does.
+void HandOver(Broker& broker, const std::string& client_id, const std::string& node) {
+  bool done = false;
+  broker.HandOverSession(client_id, false, node,
+                         [&](std::optional<storage::LoadedSession> exported) {
+                           EXPECT_TRUE(exported.has_value());
+                           done = true;
+                         });
+  ASSERT_TRUE(done);  // an offline session is handed over at once
 }
 
 TEST(BrokerPublishTest, APublisherThatGaveNoCallbackIsNotToldToWaitForPeers) {
@@ -100,6 +127,35 @@ TEST(BrokerPublishTest, SysTopicsStayOnTheNode) {
   broker.Publish(Qos1("$SYS/broker/uptime"), nullptr, [](bool) {}, &awaiting_peers);
   EXPECT_EQ(cluster.forwards, 0);
   EXPECT_FALSE(awaiting_peers);
+}
+
+// A session that moved away and came back within the stand-in's grace: the old stand-in's
+// expiry and its replacement must not take the new session's subscription out of the index
+// (both are filed under the same client id). They did: everything published on this node for
+// it after that went nowhere, though acknowledged.
+TEST(BrokerMoveTest, AnExpiringStandInLeavesTheSessionThatCameBackSubscribed) {
+  Broker broker{BrokerConfig{}};
+  RecordingCluster cluster;
+  cluster.peers = 0;
+  broker.SetCluster(&cluster);
+  broker.ImportSession(Arriving("c", "t/#"));
+  HandOver(broker, "c", "n2");  // a stand-in now, for move_grace_ms
+  broker.ImportSession(Arriving("c", "t/#"));  // back (taken over, say) before that ends
+  broker.Housekeeping(MonotonicMillis() + 10 * cluster.move_grace_ms());  // the stand-in ends
+  EXPECT_EQ(broker.Publish(Qos1("t/1")), 1u);
+}
+
+TEST(BrokerMoveTest, AReplacedStandInLeavesTheNewStandInSubscribed) {
+  Broker broker{BrokerConfig{}};
+  RecordingCluster cluster;
+  cluster.peers = 0;
+  broker.SetCluster(&cluster);
+  broker.ImportSession(Arriving("c", "t/#"));
+  HandOver(broker, "c", "n2");
+  broker.ImportSession(Arriving("c", "t/#"));
+  HandOver(broker, "c", "n3");  // moves on again: this stand-in replaces the first
+  EXPECT_EQ(broker.Publish(Qos1("t/1", "late")), 1u);
+  EXPECT_EQ(cluster.passed_on, (std::vector<std::string>{"n3 c late"}));
 }
 
 }  // namespace

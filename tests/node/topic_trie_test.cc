@@ -87,6 +87,22 @@ TEST(TopicTrieTest, EraseRemovesOnlyThatSubscription) {
   EXPECT_THAT(MatchAll(trie, "a"), IsEmpty());
 }
 
+TEST(TopicTrieTest, EraseIfRemovesOnlyTheValueItIsAskedAbout) {
+  // A key stored again (a newer subscriber with the same client id) is not the one an older
+  // subscriber's removal means.
+  TopicTrie<int> trie;
+  trie.Insert("a/b", "c1", 1);
+  trie.Insert("a/#", "c1", 1);
+  trie.Insert("a/b", "c1", 2);  // replaced
+  auto is_1 = [](int value) { return value == 1; };
+  EXPECT_FALSE(trie.EraseIf("a/b", "c1", is_1));
+  EXPECT_TRUE(trie.EraseIf("a/#", "c1", is_1));
+  EXPECT_EQ(trie.size(), 1u);
+  EXPECT_THAT(MatchAll(trie, "a/b"), ElementsAre(Pair("c1", 2)));
+  EXPECT_TRUE(trie.EraseIf("a/b", "c1", [](int value) { return value == 2; }));
+  EXPECT_EQ(trie.NodeCountForTesting(), 0u);  // pruned as Erase prunes
+}
+
 TEST(TopicTrieTest, ErasePrunesEmptyNodes) {
   TopicTrie<int> trie;
   trie.Insert("a/b/c/d", "c1", 1);
