@@ -954,10 +954,11 @@ void ClusterNode::DeliverTo(const std::string& node, const std::string& client_i
   deliver->set_client_id(client_id);
   *deliver->mutable_queued() = Persistence::ToRecord(queued);
   // Not droppable: the message was acknowledged to its publisher when it reached this node.
-  if (transport_.Send(node, std::move(frame), nullptr, /*droppable=*/false) !=
-      Transport::SendResult::kQueued) {
-    broker_->counters().cluster_forward_dropped.Increment();
-  }
+  const bool sent = transport_.Send(node, std::move(frame), nullptr, /*droppable=*/false) ==
+                    Transport::SendResult::kQueued;
+  if (!sent) broker_->counters().cluster_forward_dropped.Increment();
+  CLUSTER_DEBUG("stand-in of ", client_id, " passes ", queued.message->payload.substr(0, 24),
+                " on to ", node, sent ? "" : ": no link, dropped");
 }
 
 void ClusterNode::OnDeliver(const Deliver& deliver) {
@@ -968,6 +969,8 @@ void ClusterNode::OnDeliver(const Deliver& deliver) {
   if (it != moves_in_.end() && !it->second.imported) {
     // The session is still on its way (the hand-over reply and this frame took different
     // paths): it gets this once it is in place.
+    CLUSTER_DEBUG("Deliver of ", queued.message->payload.substr(0, 24), " for ",
+                  deliver.client_id(), " waits for its import");
     if (it->second.early.size() < kMaxEarlyDeliveries) {
       it->second.early.push_back(std::move(queued));
     } else {
@@ -975,9 +978,16 @@ void ClusterNode::OnDeliver(const Deliver& deliver) {
     }
     return;
   }
-  if (!broker_->DeliverToSession(deliver.client_id(), std::move(queued))) {
-    broker_->counters().cluster_forward_dropped.Increment();
-  }
+  const std::string payload =
+      ClusterDebugEnabled() ? queued.message->payload.substr(0, 24) : std::string();
+  const uint64_t duplicates = broker_->counters().cluster_move_duplicates.value();
+  const bool delivered = broker_->DeliverToSession(deliver.client_id(), std::move(queued));
+  if (!delivered) broker_->counters().cluster_forward_dropped.Increment();
+  CLUSTER_DEBUG("Deliver of ", payload, " for ", deliver.client_id(),
+                !delivered ? ": no such session, dropped"
+                : broker_->counters().cluster_move_duplicates.value() != duplicates
+                    ? " (a second copy, probably)"
+                    : " queued");
 }
 
 void ClusterNode::SessionImported(const std::string& client_id) {
@@ -990,6 +1000,8 @@ void ClusterNode::SessionImported(const std::string& client_id) {
     return;
   }
   it->second.imported = true;
+  CLUSTER_DEBUG(client_id, " imported: ", it->second.early.size(), " early Delivers, ",
+                it->second.early_redelivered.size(), " early orphans");
   // Duplicates of what the session brought along are dropped by its move dedup.
   for (QueuedMessage& queued : it->second.early) {
     broker_->DeliverToSession(client_id, std::move(queued));
@@ -1464,7 +1476,9 @@ void ClusterNode::DeliverToTaken(const std::string& node, const MessagePtr& mess
                 taken.end());
   }
   // A session that moved on from here meanwhile gets it through its stand-in.
-  broker_->DeliverToSessions(message, taken);
+  const size_t delivered = broker_->DeliverToSessions(message, taken);
+  CLUSTER_DEBUG("orphan ", message->payload.substr(0, 24), " of ", node, ": to ", delivered, " of ",
+                taken.size(), " sessions (", here.size(), " here)");
 }
 
 void ClusterNode::CompleteFailovers() {
