@@ -371,9 +371,16 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
       [this, client_id, clean_start, to_node, done = std::move(done)] {
         // A will waiting out its delay: the session goes on elsewhere, unless this is its end.
         MessagePtr will = CancelWill(client_id);
-        std::shared_ptr<Session> moving = sessions_.Extract(client_id);
-        if (moving == nullptr || clean_start || cluster_ == nullptr) {
-          if (moving != nullptr) DiscardSession(moving);
+        if (clean_start || cluster_ == nullptr) {
+          if (std::shared_ptr<Session> ended = sessions_.Extract(client_id)) {
+            DiscardSession(ended);
+          }
+          if (will != nullptr) PublishWill(will);
+          done(std::nullopt);
+          return;
+        }
+        std::shared_ptr<Session> moving = sessions_.Find(client_id);
+        if (moving == nullptr) {
           if (will != nullptr) PublishWill(will);
           done(std::nullopt);
           return;
@@ -398,13 +405,15 @@ void Broker::HandOverSession(const std::string& client_id, bool clean_start,
 
 void Broker::StandInForAll(const std::function<std::string(const std::string&)>& target) {
   for (const std::string& client_id : sessions_.ClientIds()) {
-    std::shared_ptr<Session> moving = sessions_.Extract(client_id);
-    if (moving == nullptr) continue;
     const std::string to_node = target(client_id);
     if (to_node.empty() || cluster_ == nullptr) {
-      moving->Discard([&](const std::string& filter) { EraseFromIndex(filter, *moving); });
+      if (std::shared_ptr<Session> ended = sessions_.Extract(client_id)) {
+        ended->Discard([&](const std::string& filter) { EraseFromIndex(filter, *ended); });
+      }
       continue;
     }
+    std::shared_ptr<Session> moving = sessions_.Find(client_id);
+    if (moving == nullptr) continue;
     StandIn(std::move(moving), client_id, to_node);
   }
 }
@@ -413,19 +422,24 @@ storage::LoadedSession Broker::StandIn(std::shared_ptr<Session> moving,
                                        const std::string& client_id, const std::string& to_node) {
   // The session object stays in the routing index for a while as a stand-in: messages that
   // reach this node for it meanwhile (their publishers' nodes did not know of the move yet)
-  // follow it to its new node.
-  storage::LoadedSession exported = moving->ExportAndForwardTo(
+  // follow it to its new node. It is the stand-in before it leaves the session store, so a
+  // lookup by client id (DeliverToSessions: orphans of a dead node) finds it in one or the
+  // other all along; found in neither for a moment, an orphan was dropped, though confirmed.
+  // Whatever reaches it before the export below is in the export, whatever after follows it.
+  {
+    absl::MutexLock lock(&moved_mu_);
+    MovedStandIn& moved = moved_out_[client_id];
+    if (moved.stand_in != nullptr && moved.stand_in != moving) {
+      moved.stand_in->Discard(
+          [&](const std::string& filter) { EraseFromIndex(filter, *moved.stand_in); });
+    }
+    moved = MovedStandIn{moving, MonotonicMillis() + cluster_->move_grace_ms()};
+  }
+  if (sessions_.Find(client_id) == moving) sessions_.Extract(client_id);
+  return moving->ExportAndForwardTo(
       [cluster = cluster_, to_node, client_id](const QueuedMessage& queued) {
         cluster->DeliverTo(to_node, client_id, queued);
       });
-  absl::MutexLock lock(&moved_mu_);
-  MovedStandIn& moved = moved_out_[client_id];
-  if (moved.stand_in != nullptr) {
-    moved.stand_in->Discard(
-        [&](const std::string& filter) { EraseFromIndex(filter, *moved.stand_in); });
-  }
-  moved = MovedStandIn{std::move(moving), MonotonicMillis() + cluster_->move_grace_ms()};
-  return exported;
 }
 
 void Broker::DropMovedStandIn(const std::string& client_id) {
