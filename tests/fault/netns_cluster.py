@@ -59,6 +59,15 @@ STOP_TIMEOUT = 15.0   # SIGTERM to exit
 PEER_LINE = re.compile(r"meshmqd: cluster: peer (\S+) (up|down)\s*$")
 
 
+def meshmqctl_path():
+    """$MESHMQCTL, else the meshmqctl built beside meshmqd (build/node/admin/)."""
+    path = os.environ.get("MESHMQCTL") or os.path.join(
+        os.path.dirname(meshmqd_path()), "admin", "meshmqctl")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("meshmqctl not found at %s: set MESHMQCTL=/path/to/meshmqctl" % path)
+    return path
+
+
 def meshmqd_path():
     path = os.environ.get("MESHMQD") or os.path.join(REPO, "build", "node", "meshmqd")
     if not os.access(path, os.X_OK):
@@ -497,6 +506,16 @@ class FaultCluster:
         self._mark(node)
         t = time.time()
         self.net.partition(name, [n.name for n in self.nodes if n is not node])
+        return t
+
+    def cut(self, a, b):
+        """Cuts the link between nodes a and b alone (both ways): each still reaches the
+        third, and clients reach all (a one-sided partition). heal(a) mends it. Returns the
+        time."""
+        self._mark(self.node(a))
+        self._mark(self.node(b))
+        t = time.time()
+        self.net.partition(a, [b])
         return t
 
     def heal(self, name):

@@ -26,6 +26,9 @@ Scenarios (the short profile runs each fault once; see PROFILES):
                                     minority must refuse CONNECT (rc 3) and drop its clients,
                                     and serve again after healing; prints FAILOVER line
   test_rolling_restart              SIGTERM each node in turn and start it again, under load
+  test_force_leave_across_a_one_sided_partition
+                                    cut only the n1-n3 link: `meshmqctl cluster leave n3` on n1
+                                    is refused (n2 still sees n3 up); removes n3 once it is dead
 
 CheckerTest checks the checker itself on made-up histories, without a network.
 
@@ -766,6 +769,45 @@ class FaultTest(unittest.TestCase):
             self.expect_probe(victim, "ok", "%s should serve again after healing" % victim)
         self.load_for(1.0)
         self.stop_and_check(require_reconnect=True)
+
+    def ctl(self, node, *args):
+        """meshmqctl in node's namespace, against its admin listener (loopback there)."""
+        argv = self.cluster.net.exec_argv(node, [netns_cluster.meshmqctl_path(),
+                                                 "--server=127.0.0.1:9883"] + list(args))
+        return netns_cluster.run(argv, check=False, timeout=60)
+
+    @scenario
+    def test_force_leave_across_a_one_sided_partition(self):
+        """Only the n1-n3 link is cut: n1 sees n3 down, n2 still sees it up. Removing n3
+        from the cluster on n1 (`meshmqctl cluster leave n3`, a force-leave since n3 is not up
+        there) is refused, naming n2, and removes nothing: n3 is alive and serving its own
+        sessions, which a force-leave would have taken over a second time. Once n3 is dead
+        (killed, down everywhere), the same command removes it from n1 and n2."""
+        self.cluster.cut("n1", "n3")
+        self.cluster.wait_peer_down("n3", observers=["n1"])
+        self.assertNotEqual(self.cluster.peer_view(self.cluster.node("n2"),
+                                                   self.cluster.node("n3")), "down",
+                            "n2 should still see n3 up")
+        refused = self.ctl("n1", "cluster", "leave", "n3")
+        err = refused.stderr.decode(errors="replace")
+        self.assertNotEqual(refused.returncode, 0, refused.stdout)
+        self.assertIn("node n3 is not up here but is up on n2", err)
+        members = json.loads(self.ctl("n1", "--json", "cluster", "members").stdout)
+        self.assertIn("n3", [m["node_id"] for m in members["members"]])
+        self.assertEqual(self.cluster.probe("n3", until="ok", timeout=5.0), "ok",
+                         "n3 (in touch with n2) should still serve")
+
+        self.cluster.heal("n1")
+        n1, n3 = self.cluster.node("n1"), self.cluster.node("n3")
+        wait_for(lambda: self.cluster.peer_view(n1, n3) == "up" and
+                 self.cluster.peer_view(n3, n1) == "up", netns_cluster.FORM_TIMEOUT,
+                 "the n1-n3 link did not come back after healing")
+        self.cluster.kill("n3")
+        self.cluster.wait_peer_down("n3")
+        removed = self.ctl("n1", "cluster", "leave", "n3")
+        self.assertEqual(removed.returncode, 0, removed.stderr)
+        self.assertEqual(removed.stdout.decode(),
+                         "node n3 was not up: removed from the members of n1, n2\n")
 
     def expect_probe(self, node, want, what, timeout=netns_cluster.PEER_TIMEOUT + 5.0):
         result = self.cluster.probe(node, until=want, timeout=timeout)
