@@ -424,17 +424,6 @@ def scenario(method):
     return wrapper
 
 
-# Scenarios the broker still fails now and then (issue 6 is open for them: over several
-# partition/heal cycles, a rare reordering around a session move). Left out of the default run so
-# that CI shows the rest; MESHMQ_FAULT_ALL=1 runs them.
-RUN_KNOWN_FAILING = os.environ.get("MESHMQ_FAULT_ALL") == "1"
-
-
-def known_failing(why):
-    return unittest.skipUnless(RUN_KNOWN_FAILING, "known to fail intermittently (" + why +
-                               "); MESHMQ_FAULT_ALL=1 runs it")
-
-
 class PahoWorkaroundTest(unittest.TestCase):
     """fault_clients.keep_pubrel_resends: a QoS 2 message waiting for PUBCOMP is resent as
     PUBREL after any number of reconnects, never published again (paho 1.6.1 republished it
@@ -739,10 +728,6 @@ class FaultTest(unittest.TestCase):
         return next(n.name for n in self.cluster.nodes if n.name != victim and n.running())
 
     @scenario
-    @known_failing("a publisher resending to the node its subscriber's session is moving to, "
-                   "at that moment, can have a few messages overtaken: those routed to the old "
-                   "owner come back through its stand-in after later ones were delivered "
-                   "directly; 1 soak run in 10; see issue 6's notes")
     def test_partition_minority_and_heal(self):
         """Cut the subscriber's node off from the other two (clients still reach it). The
         minority node refuses CONNECT (3.1.1 rc 3) and drops its clients, so the subscriber
