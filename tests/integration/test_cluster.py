@@ -80,6 +80,44 @@ class Publisher:
 class ClusterCase(ClusterTestCase):
     """Helpers shared by the classes below."""
 
+    def persistent(self, client_id, node, session_present):
+        c = self.raw(node=node)
+        c.send(connect(client_id, clean=False))
+        c.expect(connack(session_present, 0))
+        return c
+
+    def receive_hopping(self, client_id, c, nodes, per_hop, ended):
+        """Reads QoS 1 PUBLISHes on c (the persistent session client_id), PUBACKing each; after
+        every per_hop of them the session hops to the next of nodes: DISCONNECT, read what was
+        already on its way (unacknowledged: it comes again, with DUP), CONNECT there with
+        session present. Stops once ended(payload) is true. Returns [(payload, dup)], in
+        arrival order."""
+        got = []
+
+        def read(client, count):
+            for _ in range(count):
+                msg = parse_publish(client.read_packet())
+                got.append((msg["payload"], msg["dup"]))
+                client.send(puback(msg["mid"]))
+                if ended(msg["payload"]):
+                    return True
+            return False
+
+        for node in nodes:
+            if read(c, per_hop):
+                return got
+            c.send(disconnect())
+            try:
+                while True:
+                    msg = parse_publish(c.read_packet())
+                    got.append((msg["payload"], msg["dup"]))
+            except ConnectionClosed:
+                pass
+            c = self.persistent(client_id, node, 1)
+        while not read(c, 1):
+            pass
+        return got
+
     def subscriber(self, node, filters, v5=False, client_id=None, **connect_kwargs):
         """A raw client on node subscribed to filters ((filter, QoS or v5 options) pairs)."""
         if v5:
@@ -495,12 +533,6 @@ class SessionTest(ClusterCase):
         Publisher(self, B).publish(t, b"hello", qos=1)
         new.wait_message(t, b"hello")
 
-    def persistent(self, client_id, node, session_present):
-        c = self.raw(node=node)
-        c.send(connect(client_id, clean=False))
-        c.expect(connack(session_present, 0))
-        return c
-
     def test_persistent_session_moves_with_queued_and_in_flight_messages(self):
         """A 3.1.1 persistent session made on A resumes on B (sessionPresent 1): the message
         it had not acknowledged comes again (same packet id, DUP), then those queued while it
@@ -557,32 +589,7 @@ class SessionTest(ClusterCase):
         publisher = threading.Thread(target=publish_all)
         publisher.start()
         self.addCleanup(publisher.join, TIMEOUT)
-        got = []  # (payload, dup), in arrival order
-
-        def read(client, count):
-            for _ in range(count):
-                msg = parse_publish(client.read_packet())
-                got.append((msg["payload"], msg["dup"]))
-                client.send(puback(msg["mid"]))
-                if msg["payload"] == b"end":
-                    return True
-            return False
-
-        ended = False
-        for node in (B, A, B):
-            ended = read(c, 150)
-            if ended:
-                break
-            c.send(disconnect())
-            try:  # what was already on its way: unacknowledged, so it comes again (DUP)
-                while True:
-                    msg = parse_publish(c.read_packet())
-                    got.append((msg["payload"], msg["dup"]))
-            except ConnectionClosed:
-                pass
-            c = self.persistent(client_id, node, 1)
-        while not ended:
-            ended = read(c, 1)
+        got = self.receive_hopping(client_id, c, (B, A, B), 150, lambda p: p == b"end")
         publisher.join(TIMEOUT)
         self.assertEqual(errors, [])
         expected = [b"m%d" % i for i in range(total)]
@@ -643,12 +650,6 @@ class MoveOrderTest(ClusterCase):
     # Deep enough that a subscriber that lags behind its publishers by thousands loses none.
     cluster_flags = {"max_queued_messages": 100000}
 
-    def persistent(self, client_id, node, session_present):
-        c = self.raw(node=node)
-        c.send(connect(client_id, clean=False))
-        c.expect(connack(session_present, 0))
-        return c
-
     def test_session_moves_keep_each_publishers_order(self):
         """A persistent QoS 1 subscriber hops between A and B twenty times while a publisher on
         B and one on C send as fast as their acknowledgements allow: each publisher's messages
@@ -678,35 +679,14 @@ class MoveOrderTest(ClusterCase):
         for publisher in publishers:
             publisher.start()
             self.addCleanup(publisher.join, TIMEOUT)
-        got = []  # (payload, dup), in arrival order
         ends = set()
 
-        def read(client, count):
-            for _ in range(count):
-                msg = parse_publish(client.read_packet())
-                got.append((msg["payload"], msg["dup"]))
-                client.send(puback(msg["mid"]))
-                if msg["payload"].endswith(b" end"):
-                    ends.add(msg["payload"])
-                    if len(ends) == 2:
-                        return True
-            return False
+        def both_ended(payload):
+            if payload.endswith(b" end"):
+                ends.add(payload)
+            return len(ends) == 2
 
-        ended = False
-        for node in (B, A) * 10:
-            ended = read(c, 100)
-            if ended:
-                break
-            c.send(disconnect())
-            try:  # what was already on its way: unacknowledged, so it comes again (DUP)
-                while True:
-                    msg = parse_publish(c.read_packet())
-                    got.append((msg["payload"], msg["dup"]))
-            except ConnectionClosed:
-                pass
-            c = self.persistent(client_id, node, 1)
-        while not ended:
-            ended = read(c, 1)
+        got = self.receive_hopping(client_id, c, (B, A) * 10, 100, both_ended)
         for publisher in publishers:
             publisher.join(TIMEOUT)
         self.assertEqual(errors, [])
