@@ -69,6 +69,15 @@ MessagePtr Qos1(const std::string& topic, const std::string& payload = "m") {
   return message;
 }
 
+// A broker (not started: no store, no listener) in a cluster that RecordingCluster stands for.
+class ClusterBrokerTest : public ::testing::Test {
+ protected:
+  ClusterBrokerTest() { broker.SetCluster(&cluster); }
+
+  RecordingCluster cluster;
+  Broker broker{BrokerConfig{}};
+};
+
 // A persistent session subscribed to `filter` at QoS 1, as it arrives from another node.
 storage::LoadedSession Arriving(const std::string& client_id, const std::string& filter) {
   storage::LoadedSession loaded;
@@ -91,23 +100,17 @@ void HandOver(Broker& broker, const std::string& client_id, const std::string& n
   ASSERT_TRUE(done);  // an offline session is handed over at once
 }
 
-TEST(BrokerPublishTest, APublisherThatGaveNoCallbackIsNotToldToWaitForPeers) {
+TEST_F(ClusterBrokerTest, APublisherThatGaveNoCallbackIsNotToldToWaitForPeers) {
   // A QoS 1 publisher that saw no remote route gives no callback; a route that arrived since
   // gets the message all the same. Told to wait, it would hold its PUBACK for ever (or, with no
   // wait ever started on its connection, crash the node).
-  Broker broker{BrokerConfig{}};
-  RecordingCluster cluster;
-  broker.SetCluster(&cluster);
   bool awaiting_peers = false;
   EXPECT_EQ(broker.Publish(Qos1("t"), nullptr, nullptr, &awaiting_peers), 1u);
   EXPECT_EQ(cluster.forwards, 1);
   EXPECT_FALSE(awaiting_peers);
 }
 
-TEST(BrokerPublishTest, APublisherWithACallbackWaitsWhenPeersGotTheMessage) {
-  Broker broker{BrokerConfig{}};
-  RecordingCluster cluster;
-  broker.SetCluster(&cluster);
+TEST_F(ClusterBrokerTest, APublisherWithACallbackWaitsWhenPeersGotTheMessage) {
   bool awaiting_peers = false;
   broker.Publish(Qos1("t"), nullptr, [](bool) {}, &awaiting_peers);
   EXPECT_TRUE(awaiting_peers);
@@ -119,10 +122,7 @@ TEST(BrokerPublishTest, APublisherWithACallbackWaitsWhenPeersGotTheMessage) {
   EXPECT_FALSE(awaiting_peers);
 }
 
-TEST(BrokerPublishTest, SysTopicsStayOnTheNode) {
-  Broker broker{BrokerConfig{}};
-  RecordingCluster cluster;
-  broker.SetCluster(&cluster);
+TEST_F(ClusterBrokerTest, SysTopicsStayOnTheNode) {
   bool awaiting_peers = false;
   broker.Publish(Qos1("$SYS/broker/uptime"), nullptr, [](bool) {}, &awaiting_peers);
   EXPECT_EQ(cluster.forwards, 0);
@@ -133,11 +133,8 @@ TEST(BrokerPublishTest, SysTopicsStayOnTheNode) {
 // expiry and its replacement must not take the new session's subscription out of the index
 // (both are filed under the same client id). They did: everything published on this node for
 // it after that went nowhere, though acknowledged.
-TEST(BrokerMoveTest, AnExpiringStandInLeavesTheSessionThatCameBackSubscribed) {
-  Broker broker{BrokerConfig{}};
-  RecordingCluster cluster;
+TEST_F(ClusterBrokerTest, AnExpiringStandInLeavesTheSessionThatCameBackSubscribed) {
   cluster.peers = 0;
-  broker.SetCluster(&cluster);
   broker.ImportSession(Arriving("c", "t/#"));
   HandOver(broker, "c", "n2");  // a stand-in now, for move_grace_ms
   broker.ImportSession(Arriving("c", "t/#"));  // back (taken over, say) before that ends
@@ -145,11 +142,8 @@ TEST(BrokerMoveTest, AnExpiringStandInLeavesTheSessionThatCameBackSubscribed) {
   EXPECT_EQ(broker.Publish(Qos1("t/1")), 1u);
 }
 
-TEST(BrokerMoveTest, AReplacedStandInLeavesTheNewStandInSubscribed) {
-  Broker broker{BrokerConfig{}};
-  RecordingCluster cluster;
+TEST_F(ClusterBrokerTest, AReplacedStandInLeavesTheNewStandInSubscribed) {
   cluster.peers = 0;
-  broker.SetCluster(&cluster);
   broker.ImportSession(Arriving("c", "t/#"));
   HandOver(broker, "c", "n2");
   broker.ImportSession(Arriving("c", "t/#"));
