@@ -571,10 +571,7 @@ class SessionTest(ClusterCase):
         messages it had not acknowledged when it left (DUP=1). The hops race with messages that
         C routed to the old node before it learned of the move."""
         t = self.topic()
-        client_id = unique_id("hop")
-        c = self.persistent(client_id, A, 0)
-        c.send(subscribe(1, [(t, 1)]))
-        c.expect(suback(1, [1]))
+        client_id, c = self.persistent_subscriber(A, t, qos=1, stay=True)
         total = 2000
         errors = []
 
@@ -658,10 +655,7 @@ class MoveOrderTest(ClusterCase):
         node, which passes them on through its stand-in, and then sends the next ones to the
         new node directly; those must not overtake the ones on the detour (the move fence)."""
         t = self.topic()
-        client_id = unique_id("order")
-        c = self.persistent(client_id, A, 0)
-        c.send(subscribe(1, [(t, 1)]))
-        c.expect(suback(1, [1]))
+        client_id, c = self.persistent_subscriber(A, t, qos=1, stay=True)
         total = 4000
         errors = []
 
