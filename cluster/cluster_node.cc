@@ -174,6 +174,8 @@ size_t ClusterNode::Forward(const MessagePtr& message,
                             std::vector<char>* deliver_here,
                             std::function<void(bool)> on_accepted) {
   if (remote_.empty()) return 0;
+  // From the routes read to the last frame queued: a move fence waits for this (FenceForwards).
+  absl::ReaderMutexLock forwarding(&forwarding_mu_);
   thread_local std::vector<RemoteRoutes::EntryPtr> matches;
   matches.clear();
   remote_.Match(message->topic, &matches);
@@ -1024,6 +1026,7 @@ bool ClusterNode::StartMoveFences(const std::string& client_id, IncomingMove* mo
   // the routes this import announced (so those nodes already send here directly too). The old
   // owner's own messages need none: they come on one link with its stand-in's.
   if (move->from_node.empty() || move->from_node == node_id_) return false;
+  FenceForwards();
   move->move_id = ++last_move_id_;
   move->fences.clear();
   Frame frame;
@@ -1077,7 +1080,9 @@ void ClusterNode::OnMoveFence(const std::string& peer, MoveFence fence) {
     transport_.Send(fence.new_owner(), std::move(frame), nullptr, /*droppable=*/false);
     return;
   }
-  // From the new owner: on to the old one, behind our forwards there.
+  // From the new owner: on to the old one, behind our forwards there, those being made now
+  // too (they read the routes before the new owner's arrived, just before this).
+  FenceForwards();
   fence.set_origin(node_id_);
   Frame relay;
   *relay.mutable_move_fence() = fence;
@@ -1092,6 +1097,12 @@ void ClusterNode::OnMoveFence(const std::string& peer, MoveFence fence) {
   done->set_origin(node_id_);
   done->set_move_id(fence.move_id());
   transport_.Send(fence.new_owner(), std::move(frame), nullptr, /*droppable=*/false);
+}
+
+void ClusterNode::FenceForwards() {
+  // Every Forward in progress holds the reader side from reading the routes to queuing its
+  // frames: once this gets the writer side, those that read the routes before are queued.
+  absl::MutexLock wait_for_forwards(&forwarding_mu_);
 }
 
 void ClusterNode::OnMoveFenceDone(const MoveFenceDone& done) {

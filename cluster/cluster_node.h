@@ -338,6 +338,9 @@ class ClusterNode : public ClusterHooks, public Transport::Handler {
                        const std::vector<std::string>& peers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(moves_mu_);
   void OnMoveFence(const std::string& peer, MoveFence fence);
+  // Returns once every Forward that was in progress has queued its frames.
+  void FenceForwards();
+  absl::Mutex forwarding_mu_;
   void OnMoveFenceDone(const MoveFenceDone& done);
 
   struct PeerState {
